@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { registerInspect } from './inspect.js';
+import { reportError, type GlobalOptions } from './output.js';
+
+async function run(fn: () => Promise<void>, o: GlobalOptions): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    reportError(e, o.debug === true);
+  }
+}
+
+const program = new Command();
+program
+  .name('strata')
+  .description('Make trained neural networks shallower: find removable and mergeable layers in ONNX models, plan, compress, measure.')
+  .showHelpAfterError()
+  .exitOverride((err) => {
+    // commander's own usage errors: one line, exit 1 (0 for --help/--version)
+    process.exit(err.exitCode === 0 ? 0 : 1);
+  });
+registerInspect(program, run);
+
+await program.parseAsync(process.argv);
