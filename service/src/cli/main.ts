@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { registerEvaluate } from './evaluate.js';
 import { registerInspect } from './inspect.js';
+import { registerLatency } from './latency.js';
 import { reportError, type GlobalOptions } from './output.js';
 
 async function run(fn: () => Promise<void>, o: GlobalOptions): Promise<void> {
@@ -21,5 +23,7 @@ program
     process.exit(err.exitCode === 0 ? 0 : 1);
   });
 registerInspect(program, run);
+registerLatency(program, run);
+registerEvaluate(program, run);
 
 await program.parseAsync(process.argv);
