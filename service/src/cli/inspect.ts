@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { modelSignature } from '../core/onnx/io.js';
 import { int64ToNumber } from '../core/onnx/proto.js';
-import { discoverStructure } from '../core/structure/discover.js';
+import { checkOperators, discoverStructure } from '../core/structure/discover.js';
 import { GraphIndex } from '../core/onnx/graph.js';
 import { loadModelFile } from '../runtime/model-file.js';
 import { collectShape, resolveShapes } from './model-shapes.js';
@@ -24,6 +24,8 @@ export function registerInspect(program: Command, run: (fn: () => Promise<void>,
 
 export async function inspect(path: string, o: InspectOptions): Promise<void> {
   const loaded = loadModelFile(path);
+  // name unknown operators before onnxruntime sees the model and fails less helpfully
+  checkOperators(new GraphIndex(loaded.model.graph ?? {}));
   const { shapes, inputShapes } = await resolveShapes(loaded.model, o.shape);
   const structure = discoverStructure(loaded.model, shapes);
   const sig = modelSignature(loaded.model);
