@@ -3,6 +3,10 @@ import { Command } from 'commander';
 import { registerEvaluate } from './evaluate.js';
 import { registerInspect } from './inspect.js';
 import { registerLatency } from './latency.js';
+import { registerSimilarity } from './similarity.js';
+import { registerSegments } from './segments.js';
+import { registerPlan } from './plan.js';
+import { registerCompress } from './compress.js';
 import { reportError, type GlobalOptions } from './output.js';
 
 async function run(fn: () => Promise<void>, o: GlobalOptions): Promise<void> {
@@ -25,5 +29,9 @@ program
 registerInspect(program, run);
 registerLatency(program, run);
 registerEvaluate(program, run);
+registerSimilarity(program, run);
+registerSegments(program, run);
+registerPlan(program, run);
+registerCompress(program, run);
 
 await program.parseAsync(process.argv);
