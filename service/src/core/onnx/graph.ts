@@ -148,8 +148,9 @@ export function dimsOf(v: ValueInfo | undefined): Dim[] | undefined {
   const shape = v?.type?.tensor_type?.shape;
   if (!shape) return undefined;
   return (shape.dim ?? []).map((d) => {
-    if (d.dim_value !== undefined && d.dim_value !== null) return int64ToNumber(d.dim_value);
-    if (d.dim_param) return d.dim_param;
+    // proto defaults live on the prototype: only an own field was actually present in the file
+    if (Object.prototype.hasOwnProperty.call(d, 'dim_value')) return int64ToNumber(d.dim_value);
+    if (Object.prototype.hasOwnProperty.call(d, 'dim_param') && d.dim_param) return d.dim_param;
     return null;
   });
 }
