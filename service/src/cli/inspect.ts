@@ -18,6 +18,7 @@ export function registerInspect(program: Command, run: (fn: () => Promise<void>,
     .argument('<model>', 'an .onnx file')
     .option('--shape <input=dims>', 'bind an input shape, e.g. input=1x3x224x224 (repeatable)', collectShape)
     .option('--json', 'machine-readable output')
+    .option('--quiet', 'no progress on stderr')
     .option('--debug', 'print stack traces')
     .action((path: string, o: InspectOptions) => run(() => inspect(path, o), o));
 }
