@@ -89,61 +89,91 @@ export interface SglpPlanOptions extends SegmentsStepOptions {
   latencyBatch?: number;
 }
 
-export async function planSglpForModel(loaded: LoadedModel, dataset: Dataset, o: SglpPlanOptions): Promise<PlanDocument> {
+/** Everything an SGLP plan is computed from; one analysis serves any number of budgets. */
+export interface SglpAnalysis {
+  segments: SegmentsResult;
+  importance: Awaited<ReturnType<typeof unitImportance>>;
+  measure: ImportanceMeasure;
+  latency: Awaited<ReturnType<typeof unitLatencies>>;
+  latencyBatch: number;
+  modelSha256: string;
+  dataSha256: string;
+  options: Omit<SglpPlanOptions, 'budget' | 'onProgress' | 'session'> & { provider: string; threads: number | null };
+}
+
+export async function analyzeSglp(loaded: LoadedModel, dataset: Dataset, o: Omit<SglpPlanOptions, 'budget'>): Promise<SglpAnalysis> {
   const seg = await segmentLayers(loaded, dataset, o);
   const measure = o.importance ?? 'ablation';
-  const imp = await unitImportance(loaded.model, seg.units, dataset, {
+  const importance = await unitImportance(loaded.model, seg.units, dataset, {
     measure,
     ...pick(o),
     onProgress: (d, t, m) => o.onProgress?.('importance', t > 0 ? d / t : 1, m),
   });
   o.onProgress?.('latency');
   const latencyBatch = o.latencyBatch ?? 32;
-  const lat = await unitLatencies(loaded.bytes, seg.units, datasetInputShapes(loaded.model, dataset, latencyBatch), {
+  const latency = await unitLatencies(loaded.bytes, seg.units, datasetInputShapes(loaded.model, dataset, latencyBatch), {
     ...(o.session ? { session: o.session } : {}),
   });
+  return {
+    segments: seg,
+    importance,
+    measure,
+    latency,
+    latencyBatch,
+    modelSha256: loaded.sha256,
+    dataSha256: dataset.sha256,
+    options: {
+      estimator: seg.similarity.estimator,
+      samples: seg.similarity.samples,
+      batchSize: o.batchSize ?? 64,
+      k: seg.k,
+      cost: seg.cost,
+      importance: measure,
+      keepPerSegment: o.keepPerSegment ?? 1,
+      latencyBatch,
+      provider: o.session?.provider ?? 'cpu',
+      threads: o.session?.threads ?? null,
+    },
+  };
+}
+
+/** The SGLP plan for one budget from a finished analysis (pure and instant). */
+export function sglpPlanFromAnalysis(a: SglpAnalysis, budget: SglpBudget): PlanDocument {
+  const seg = a.segments;
   const index = new Map(seg.units.map((u, i) => [u.id, i]));
   const plan = planSglp({
     units: seg.units.map((u) => ({
       id: u.id,
       removable: u.removable,
-      latencyMs: lat.unitMs[u.id] ?? 0,
-      importance: imp.importance[u.id] ?? 0,
+      latencyMs: a.latency.unitMs[u.id] ?? 0,
+      importance: a.importance.importance[u.id] ?? 0,
     })),
     segments: seg.segments.map((s) => s.map((id) => index.get(id)!)),
-    baselineLatencyMs: lat.baseline.medianMs,
-    budget: o.budget,
-    ...(o.keepPerSegment === undefined ? {} : { keepPerSegment: o.keepPerSegment }),
+    baselineLatencyMs: a.latency.baseline.medianMs,
+    budget,
+    keepPerSegment: a.options.keepPerSegment ?? 1,
   });
-  o.onProgress?.('done', 1);
   return {
     format: 'strata-plan',
     version: 1,
     method: 'sglp',
-    budget: o.budget,
+    budget,
     remove: plan.remove,
     predictedLatencyMs: plan.predictedLatencyMs,
-    baselineLatencyMs: lat.baseline.medianMs,
-    latencyBatch,
+    baselineLatencyMs: a.latency.baseline.medianMs,
+    latencyBatch: a.latencyBatch,
     importanceLost: plan.importanceLost,
     segments: seg.segments,
-    importance: imp.importance,
-    importanceMeasure: `${measure}: ${imp.basis}`,
-    unitLatencyMs: lat.unitMs,
-    inputs: {
-      modelSha256: loaded.sha256,
-      dataSha256: dataset.sha256,
-      options: {
-        estimator: seg.similarity.estimator,
-        samples: seg.similarity.samples,
-        batchSize: o.batchSize ?? 64,
-        k: seg.k,
-        kRule: seg.kRule,
-        cost: seg.cost,
-        keepPerSegment: o.keepPerSegment ?? 1,
-        provider: o.session?.provider ?? 'cpu',
-        threads: o.session?.threads ?? null,
-      },
-    },
+    importance: a.importance.importance,
+    importanceMeasure: `${a.measure}: ${a.importance.basis}`,
+    unitLatencyMs: a.latency.unitMs,
+    inputs: { modelSha256: a.modelSha256, dataSha256: a.dataSha256, options: { ...a.options, kRule: seg.kRule } },
   };
+}
+
+export async function planSglpForModel(loaded: LoadedModel, dataset: Dataset, o: SglpPlanOptions): Promise<PlanDocument> {
+  const analysis = await analyzeSglp(loaded, dataset, o);
+  const doc = sglpPlanFromAnalysis(analysis, o.budget);
+  o.onProgress?.('done', 1);
+  return doc;
 }
