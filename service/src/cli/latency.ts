@@ -3,8 +3,10 @@ import { bindInputShapes, modelSignature, type TensorSignature } from '../core/o
 import { loadModelFile } from '../runtime/model-file.js';
 import { createSession } from '../runtime/session.js';
 import { compareLatency, measureLatency, randomFeeds, type LatencyStats } from '../runtime/latency.js';
-import { collectShape, givenShapes } from './model-shapes.js';
-import { printJson, Progress, type GlobalOptions } from './output.js';
+import { collectShape, givenShapes, resolveShapes } from './model-shapes.js';
+import { discoverStructure } from '../core/structure/discover.js';
+import { unitLatencies } from '../runtime/analysis/unit-latency.js';
+import { printJson, Progress, table, type GlobalOptions } from './output.js';
 import { addRuntimeOptions, positiveInt, sessionOptions, type RuntimeCliOptions } from './runtime-options.js';
 
 interface LatencyCliOptions extends GlobalOptions, RuntimeCliOptions {
@@ -13,6 +15,7 @@ interface LatencyCliOptions extends GlobalOptions, RuntimeCliOptions {
   shape?: string[];
   runs: string;
   warmup: string;
+  perUnit?: boolean;
 }
 
 export function registerLatency(program: Command, run: (fn: () => Promise<void>, o: GlobalOptions) => Promise<void>): void {
@@ -25,7 +28,8 @@ export function registerLatency(program: Command, run: (fn: () => Promise<void>,
       .option('--vs <other>', 'a second model to compare against, run interleaved (A B A B …)')
       .option('--shape <input=dims>', 'bind an input shape, e.g. input=1x3x224x224 (repeatable)', collectShape)
       .option('--runs <n>', 'timed runs (pairs with --vs)', '50')
-      .option('--warmup <n>', 'untimed warm-up runs', '10'),
+      .option('--warmup <n>', 'untimed warm-up runs', '10')
+      .option('--per-unit', "attribute latency to units (blocks, convolutions, …) from onnxruntime's profiler"),
   )
     .option('--json', 'machine-readable output')
     .option('--quiet', 'no progress on stderr')
@@ -61,8 +65,25 @@ async function latency(path: string, o: LatencyCliOptions): Promise<void> {
       const stats = await measureLatency(sessionA, feedsFor(sigA, shapesA), { warmup, runs });
       progress.done();
       Object.assign(result, stats);
-      if (o.json) printJson(result);
-      else process.stdout.write(`${path}: ${describe(stats)} (batch ${batch}, ${opts.provider})\n`);
+      let rows: { id: string; kind: string; ms: number; share: number }[] | undefined;
+      if (o.perUnit) {
+        progress.update('profiling');
+        const { shapes } = await resolveShapes(a.model, [...shapesA].map(([k, v]) => `${k}=${v.join('x')}`));
+        const units = discoverStructure(a.model, shapes).units;
+        const lat = await unitLatencies(a.bytes, units, shapesA, { session: opts, runs: runs });
+        progress.done();
+        rows = units.map((u) => ({ id: u.id, kind: u.kind, ms: lat.unitMs[u.id] ?? 0, share: (lat.unitMs[u.id] ?? 0) / lat.baseline.medianMs }));
+        result.units = rows;
+        result.unattributedFraction = lat.unattributedFraction;
+      }
+      if (o.json) {
+        printJson(result);
+      } else {
+        process.stdout.write(`${path}: ${describe(stats)} (batch ${batch}, ${opts.provider})\n`);
+        if (rows) {
+          process.stdout.write(`${table(rows.map((r) => [r.id, r.kind, r.ms.toFixed(3), `${(r.share * 100).toFixed(1)}%`]), ['unit', 'kind', 'ms', 'share'])}\n`);
+        }
+      }
       return;
     }
     const b = loadModelFile(o.vs);
