@@ -72,7 +72,11 @@ async function latency(path: string, o: LatencyCliOptions): Promise<void> {
         const units = discoverStructure(a.model, shapes).units;
         const lat = await unitLatencies(a.bytes, units, shapesA, { session: opts, runs: runs });
         progress.done();
-        rows = units.map((u) => ({ id: u.id, kind: u.kind, ms: lat.unitMs[u.id] ?? 0, share: (lat.unitMs[u.id] ?? 0) / lat.baseline.medianMs }));
+        // shares of the profiled time, applied to the median reported above
+        rows = units.map((u) => {
+          const share = (lat.unitMs[u.id] ?? 0) / lat.baseline.medianMs;
+          return { id: u.id, kind: u.kind, ms: share * stats.medianMs, share };
+        });
         result.units = rows;
         result.unattributedFraction = lat.unattributedFraction;
       }
