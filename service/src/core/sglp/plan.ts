@@ -61,7 +61,7 @@ export interface SglpPlan {
   perSegment: { units: string[]; removed: string[] }[];
 }
 
-/** Latency targets are met up to this fraction of the baseline, so a sum that rounds a hair high still counts. */
+/** Latency targets count as met up to this fraction of the baseline, so a sum a rounding error high passes. */
 const LATENCY_SLACK = 1e-9;
 
 export function planSglp(args: SglpPlanArgs): SglpPlan {

@@ -112,8 +112,9 @@ export interface CkaAccumulatorOptions {
 /**
  * Streams batches of per-unit Gram matrices into the L×L CKA matrix.
  *
- * Memory between batches: the L×L HSIC sums plus one scale per unit. Batches may differ in size (a
- * short last batch is fine), each needs n ≥ 4 for the unbiased estimator and n ≥ 2 for the biased one.
+ * Memory between batches: the L×L HSIC sums plus one scale per unit; during `addBatch`, one transient
+ * buffer of L·n(n±1)/2 float64 values (the packed centred matrices). Batches may differ in size (a short
+ * last batch is fine); each needs n ≥ 4 for the unbiased estimator and n ≥ 2 for the biased one.
  *
  * Gram matrices are taken as symmetric (as X·Xᵀ is): only the upper triangle and the diagonal are read,
  * as LAPACK does for symmetric matrices, so the lower triangle may hold anything.
@@ -231,9 +232,8 @@ export class CkaAccumulator {
         } else if (degenerate[a] || degenerate[b]) {
           row[b] = 0;
         } else {
-          // Taking both triangles makes the result exactly symmetric whatever rounding did.
-          const cross = 0.5 * (this.sums[a * l + b]! + this.sums[b * l + a]!);
-          const value = cross / Math.sqrt(this.sums[a * l + a]! * this.sums[b * l + b]!);
+          // gramMatrix mirrors its result, so the sums are exactly symmetric and so is this.
+          const value = this.sums[a * l + b]! / Math.sqrt(this.sums[a * l + a]! * this.sums[b * l + b]!);
           // |CKA| ≤ 1 by Cauchy–Schwarz on the packed vectors; clamp the last-bit overshoot.
           row[b] = Math.max(-1, Math.min(1, value));
         }
