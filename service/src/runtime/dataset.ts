@@ -22,6 +22,9 @@ import {
 
 export const LABELS = 'labels';
 
+/** Names exporters give a batch dimension. */
+const BATCH_NAME = /^(batch|batch_size|batchsize|bs|n|N|B)$|batch/i;
+
 export interface DatasetArray {
   name: string;
   dtype: NpyDtype;
@@ -461,6 +464,15 @@ class FileDataset implements Dataset {
         }
       });
       const lead = spec.dims[0];
+      // Samples are fed along axis 0. A model whose batch dimension sits elsewhere (a sequence-first
+      // export, [T, batch, D]) would silently get samples and positions swapped: refuse it.
+      const misplaced = spec.dims.findIndex((d, i) => i > 0 && typeof d === 'string' && BATCH_NAME.test(d));
+      if (typeof lead === 'number' && misplaced > 0) {
+        problems.push(
+          `model input '${spec.name}' has its batch dimension '${String(spec.dims[misplaced])}' at axis ${misplaced} (dims ${shapeText(spec.dims)}); ` +
+            'strata feeds samples along axis 0: export the model batch-first (e.g. batch_first=True)',
+        );
+      }
       if (typeof lead === 'number') {
         if (binding.fixedBatch !== undefined && binding.fixedBatch !== lead) {
           problems.push(`model inputs fix different batch sizes (${binding.fixedBatch} and ${lead})`);

@@ -112,6 +112,9 @@ function toOrtOptions(options: SessionOptions): ort.InferenceSession.SessionOpti
   const out: ort.InferenceSession.SessionOptions = {
     executionProviders: [options.provider ?? 'cpu'],
     graphOptimizationLevel: options.optimization ?? 'all',
+    // onnxruntime's warnings (e.g. one line per initializer listed as a graph input) would bury
+    // strata's own output; its errors still surface as exceptions strata reports.
+    logSeverityLevel: 3,
   };
   if (options.threads !== undefined) out.intraOpNumThreads = options.threads;
   if (options.profilePrefix !== undefined) {

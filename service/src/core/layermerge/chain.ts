@@ -458,3 +458,40 @@ export function mergeCandidate(chain: Chain, candidate: Pick<Candidate, 'i' | 'j
   }
   return mergeSteps(blockSteps(chain, i, j, kept), chain.layers[i]!.spec.cin);
 }
+
+/**
+ * Checks that (i, j] with `kept` is a block the rules in the file comment allow (any kept subset, not
+ * only the one enumerateCandidates prefers), so that applying it to a graph cannot cut through a skip,
+ * drop a conv that changes the shape, or merge past a stride. Returns the residuals it folds.
+ */
+export function checkBlock(chain: Chain, i: number, j: number, kept: readonly number[]): number[] {
+  const info = analyseChain(chain);
+  const where = `block (${i}, ${j}]`;
+  if (!Number.isInteger(i) || !Number.isInteger(j) || i < 0 || j > info.L || i >= j) {
+    throw new InvalidArgumentError(where, `must satisfy 0 ≤ i < j ≤ ${info.L}`);
+  }
+  const keep = new Set(kept);
+  for (const m of keep) {
+    if (!Number.isInteger(m) || m < i || m >= j) throw new InvalidArgumentError(where, `kept layer ${m} is outside the block`);
+  }
+  const covered = coveredResiduals(chain, info, i, j);
+  if (covered === null) throw new InvalidArgumentError(where, 'spans a barrier or cuts through a residual skip');
+  if (!strideRuleHolds(chain, i, j)) throw new InvalidArgumentError(where, 'a conv wider than 1×1 follows a strided conv inside it');
+  const inCovered = new Set<number>();
+  for (const n of covered) {
+    const r = chain.residuals[n]!;
+    for (let m = r.start; m < r.end; m++) inCovered.add(m);
+  }
+  for (let m = i; m < j; m++) {
+    if (!keep.has(m) && !info.removable[m]) {
+      throw new InvalidArgumentError(where, `layer ${chain.layers[m]!.id} changes the shape and must be kept`);
+    }
+    if (keep.has(m) && inCovered.has(m) && !info.centred[m]) {
+      throw new InvalidArgumentError(where, `layer ${chain.layers[m]!.id} is not centred, so a skip cannot be folded over it`);
+    }
+  }
+  if (keep.size === 0 && covered.length > 0) {
+    throw new InvalidArgumentError(where, 'removes every conv under a skip; the folded block would scale its input, not pass it through');
+  }
+  return covered;
+}

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { decodeModel, encodeModel } from './codec.js';
 import { GraphIndex } from './graph.js';
-import type { ModelProto, NodeProto, TensorProto } from './proto.js';
+import type { GraphProto, ModelProto, NodeProto, TensorProto } from './proto.js';
 
 /** An independent copy of a model, safe to edit. */
 export function cloneModel(model: ModelProto): ModelProto {
@@ -21,13 +21,27 @@ function graphOf(model: ModelProto) {
 export function rewire(model: ModelProto, from: string, to: string): void {
   const g = graphOf(model);
   for (const n of g.node!) {
-    if (!n.input) continue;
-    n.input = n.input.map((x) => (x === from ? to : x));
+    if (n.input) n.input = n.input.map((x) => (x === from ? to : x));
+    for (const a of n.attribute ?? []) for (const sub of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) renameOuterRead(sub, from, to);
   }
   if (g.output!.some((o) => o.name === from)) {
     // The public interface must not change: keep the output name, fed by an Identity.
     g.node!.push({ op_type: 'Identity', name: `strata/identity/${from}`, input: [to], output: [from], domain: '' });
   }
+}
+
+/** Inside a subgraph, reads of an outer tensor `from` become `to`, unless the subgraph defines `from` itself. */
+function renameOuterRead(g: GraphProto, from: string, to: string): void {
+  const shadows =
+    (g.input ?? []).some((v) => v.name === from) ||
+    (g.initializer ?? []).some((t) => t.name === from) ||
+    (g.node ?? []).some((n) => (n.output ?? []).includes(from));
+  if (shadows) return;
+  for (const n of g.node ?? []) {
+    if (n.input) n.input = n.input.map((x) => (x === from ? to : x));
+    for (const a of n.attribute ?? []) for (const sub of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) renameOuterRead(sub, from, to);
+  }
+  for (const v of g.output ?? []) if (v.name === from) v.name = to;
 }
 
 /**
@@ -43,41 +57,25 @@ export function pruneDead(model: ModelProto): { removedNodes: number; removedIni
     const i = stack.pop()!;
     if (live.has(i)) continue;
     live.add(i);
-    for (const inp of idx.node(i).input ?? []) {
+    // allInputs includes what subgraph bodies read from this graph by name
+    for (const inp of idx.allInputs(i)) {
       const p = idx.producer.get(inp);
-      if (p !== undefined && !live.has(p)) stack.push(p);
-    }
-    // subgraph bodies may capture outer tensors by name
-    for (const name of capturedNames(idx.node(i))) {
-      const p = idx.producer.get(name);
       if (p !== undefined && !live.has(p)) stack.push(p);
     }
   }
   const before = g.node!.length;
-  g.node = g.node!.filter((_, i) => live.has(i));
   const used = new Set<string>(idx.outputs);
-  for (const n of g.node) {
-    for (const x of n.input ?? []) used.add(x);
-    for (const x of capturedNames(n)) used.add(x);
-  }
+  for (const i of live) for (const x of idx.allInputs(i)) used.add(x);
+  g.node = g.node!.filter((_, i) => live.has(i));
+  // read before filtering: exporters that list weights as graph inputs need those inputs dropped too
+  const initNames = new Set(g.initializer!.map((t) => t.name));
   const initBefore = g.initializer!.length;
   g.initializer = g.initializer!.filter((t) => used.has(t.name ?? ''));
-  const initNames = new Set((idx.graph.initializer ?? []).map((t) => t.name));
   g.input = (g.input ?? []).filter((v) => !initNames.has(v.name) || used.has(v.name ?? ''));
   const produced = new Set<string>();
   for (const n of g.node) for (const o of n.output ?? []) produced.add(o);
   g.value_info = (g.value_info ?? []).filter((v) => produced.has(v.name ?? ''));
   return { removedNodes: before - g.node.length, removedInitializers: initBefore - g.initializer.length };
-}
-
-function capturedNames(n: NodeProto): string[] {
-  const out: string[] = [];
-  for (const a of n.attribute ?? []) {
-    for (const sub of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) {
-      for (const sn of sub.node ?? []) out.push(...(sn.input ?? []));
-    }
-  }
-  return out;
 }
 
 /** Adds tensors to the graph's outputs (activation capture); outputs already there are kept once. */

@@ -26,6 +26,8 @@ export class GraphIndex {
   readonly rank: Int32Array;
   /** tensors whose value does not depend on any graph input (weights and what is computed from them alone) */
   readonly constant = new Set<string>();
+  /** per node: outer tensors its subgraphs (If/Loop/Scan bodies) read by name */
+  private readonly implicit: string[][];
 
   constructor(graph: GraphProto) {
     this.graph = graph;
@@ -34,6 +36,7 @@ export class GraphIndex {
     const initNames = new Set(this.initializers.keys());
     this.inputs = (graph.input ?? []).map((v) => v.name ?? '').filter((n) => !initNames.has(n));
     this.outputs = (graph.output ?? []).map((v) => v.name ?? '');
+    this.implicit = this.nodes.map((n) => implicitInputs(n));
     this.nodes.forEach((n, i) => {
       for (const o of n.output ?? []) {
         if (!o) continue;
@@ -42,7 +45,7 @@ export class GraphIndex {
         }
         this.producer.set(o, i);
       }
-      for (const inp of n.input ?? []) {
+      for (const inp of this.allInputs(i)) {
         if (!inp) continue;
         const list = this.consumers.get(inp);
         if (list) list.push(i);
@@ -56,10 +59,17 @@ export class GraphIndex {
     const graphInputs = new Set(this.inputs);
     for (const i of this.order) {
       const n = this.nodes[i]!;
-      const ins = (n.input ?? []).filter((x) => x);
+      const ins = this.allInputs(i).filter((x) => x);
       const isConst = ins.every((x) => !graphInputs.has(x) && (this.constant.has(x) || this.isOuterScope(x)));
       if (isConst) for (const o of n.output ?? []) if (o) this.constant.add(o);
     }
+  }
+
+  /** A node's explicit inputs and the outer tensors its subgraphs read: both order and keep it. */
+  allInputs(i: number): string[] {
+    const n = this.nodes[i]!;
+    const implicit = this.implicit[i] ?? [];
+    return implicit.length === 0 ? (n.input ?? []) : [...(n.input ?? []), ...implicit];
   }
 
   /** A name neither produced here nor declared: a subgraph capture from an outer scope. */
@@ -70,8 +80,8 @@ export class GraphIndex {
   private topologicalOrder(): number[] {
     const known = new Set<string>([...this.inputs, ...this.initializers.keys(), '']);
     const indeg = new Int32Array(this.nodes.length);
-    this.nodes.forEach((n, i) => {
-      for (const inp of n.input ?? []) {
+    this.nodes.forEach((_, i) => {
+      for (const inp of this.allInputs(i)) {
         if (!inp || known.has(inp)) continue;
         if (this.producer.has(inp)) indeg[i]!++;
         // names produced nowhere: outer-scope captures in subgraphs, or missing tensors
@@ -165,4 +175,25 @@ export function declaredShapes(model: ModelProto): Map<string, Dim[]> {
   }
   for (const t of g.initializer ?? []) if (t.name) shapes.set(t.name, (t.dims ?? []).map(int64ToNumber));
   return shapes;
+}
+
+/**
+ * Names a node's subgraphs read from enclosing scopes: every name used inside (recursively) that
+ * the subgraph itself neither produces, declares as input, nor holds as an initializer.
+ */
+export function implicitInputs(n: NodeProto): string[] {
+  const out = new Set<string>();
+  const visit = (g: GraphProto, outerDefined: Set<string>) => {
+    const defined = new Set<string>(outerDefined);
+    for (const v of g.input ?? []) if (v.name) defined.add(v.name);
+    for (const t of g.initializer ?? []) if (t.name) defined.add(t.name);
+    for (const sn of g.node ?? []) for (const o of sn.output ?? []) if (o) defined.add(o);
+    for (const sn of g.node ?? []) {
+      for (const inp of sn.input ?? []) if (inp && !defined.has(inp)) out.add(inp);
+      for (const a of sn.attribute ?? []) for (const sub of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) visit(sub, defined);
+    }
+    for (const v of g.output ?? []) if (v.name && !defined.has(v.name)) out.add(v.name);
+  };
+  for (const a of n.attribute ?? []) for (const sub of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) visit(sub, new Set());
+  return [...out];
 }

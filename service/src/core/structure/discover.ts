@@ -57,6 +57,12 @@ const SINGLE_ACTIVATIONS: Record<string, string> = {
   HardSigmoid: 'hardsigmoid', ThresholdedRelu: 'thresholdedrelu', Swish: 'silu',
 };
 
+const NORM_OPS = new Set([
+  'ReduceMean', 'ReduceSumSquare', 'Sub', 'Pow', 'Add', 'Sqrt', 'Div', 'Mul', 'Reciprocal', 'Cast', 'Mean',
+  'LayerNormalization', 'RMSNormalization',
+]);
+const REDUCTIONS = new Set(['ReduceMean', 'ReduceSumSquare', 'LayerNormalization', 'RMSNormalization']);
+
 const PARAMETRIC = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'Einsum', 'QLinearConv', 'QLinearMatMul', 'ConvInteger', 'MatMulInteger']);
 
 interface Region {
@@ -76,9 +82,10 @@ class Discovery {
   }
 
   run(): Unit[] {
-    const activationOf = this.findActivations();
+    // linear layers first: their bias Add must not be absorbed into a decomposed activation
+    const claimed = this.findLinears();
+    const activationOf = this.findActivations(claimed);
     this.findConvs(activationOf);
-    this.findLinears();
     const residuals = this.findResiduals();
     this.findTransformers(residuals);
     return this.finish();
@@ -127,13 +134,14 @@ class Discovery {
   // ---------- activations ----------
 
   /** Returns: activation unit by the tensor it reads. */
-  private findActivations(): Map<string, Unit> {
+  private findActivations(claimed: Set<number>): Map<string, Unit> {
     const byInput = new Map<string, Unit>();
-    const used = new Set<number>();
+    const used = new Set<number>(claimed);
     for (const i of this.idx.order) {
       if (used.has(i)) continue;
       const n = this.idx.node(i);
-      const data = this.dataInputs(n);
+      // x·x counts once: GELU-tanh exports start with Mul(x, x)
+      const data = [...new Set(this.dataInputs(n))];
       if (data.length !== 1 || !ELEMENTWISE.has(n.op_type ?? '') && !SINGLE_ACTIVATIONS[n.op_type ?? '']) continue;
       const x = data[0]!;
       const region = this.growElementwise(i, x, used);
@@ -304,7 +312,8 @@ class Discovery {
     };
   }
 
-  private findLinears(): void {
+  private findLinears(): Set<number> {
+    const claimed = new Set<number>();
     for (const i of this.idx.order) {
       const n = this.idx.node(i);
       const op = n.op_type ?? '';
@@ -323,7 +332,9 @@ class Discovery {
       const unit = this.add('linear', nodes, this.dataInputs(n)[0]!, out);
       unit.removable = sameShape(unit.inputShape, unit.outputShape);
       if (!unit.removable) unit.reason = 'input and output shapes differ or are unknown';
+      for (const k of nodes) claimed.add(k);
     }
+    return claimed;
   }
 
   // ---------- residual blocks ----------
@@ -476,18 +487,17 @@ class Discovery {
       if (mlp) {
         output = mlp.output;
       } else {
-        // post-norm: y = LN(x + Attn(x)); z = LN(y + MLP(y))
-        const ln = this.soleConsumer(att.output);
-        if (ln === undefined || !this.isNormalization(ln)) continue;
-        const lnOut = this.idx.node(ln).output?.[0] ?? '';
-        mlp = mlpByInput.get(lnOut);
+        // post-norm: y = LN(x + Attn(x)); z = LN(y + MLP(y)); LN may be one op or decomposed
+        const ln = this.normAfter(att.output);
+        if (!ln) continue;
+        mlp = mlpByInput.get(ln.output);
         if (!mlp) continue;
-        extra.add(ln);
+        for (const k of ln.nodes) extra.add(k);
         norm = 'post';
-        const ln2 = this.soleConsumer(mlp.output);
-        if (ln2 !== undefined && this.isNormalization(ln2)) {
-          extra.add(ln2);
-          output = this.idx.node(ln2).output?.[0] ?? mlp.output;
+        const ln2 = this.normAfter(mlp.output);
+        if (ln2) {
+          for (const k of ln2.nodes) extra.add(k);
+          output = ln2.output;
         } else {
           output = mlp.output;
         }
@@ -503,9 +513,48 @@ class Discovery {
     }
   }
 
-  private isNormalization(k: number): boolean {
-    const op = this.idx.node(k).op_type ?? '';
-    return op === 'LayerNormalization' || op === 'RMSNormalization' || op === 'GroupNormalization';
+  /**
+   * The normalization applied to tensor t, when that is all that reads t: a LayerNormalization
+   * (or RMS/Group) node, or the same decomposed into reductions and elementwise ops with
+   * constant scale and shift (exports before opset 17). Returns its nodes and output.
+   */
+  private normAfter(t: string): Region | undefined {
+    const first = this.idx.consumersOf(t);
+    if (first.length === 0 || this.idx.isGraphOutput(t)) return undefined;
+    if (first.length === 1) {
+      const op = this.idx.node(first[0]!).op_type ?? '';
+      if (op === 'LayerNormalization' || op === 'RMSNormalization' || op === 'GroupNormalization') {
+        return { nodes: new Set([first[0]!]), input: t, output: this.idx.node(first[0]!).output?.[0] ?? '' };
+      }
+    }
+    const nodes = new Set<number>();
+    const inside = new Set<string>([t]);
+    let grew = true;
+    while (grew && nodes.size < 16) {
+      grew = false;
+      for (const x of [...inside]) {
+        for (const c of this.idx.consumersOf(x)) {
+          if (nodes.has(c)) continue;
+          const cn = this.idx.node(c);
+          if (!NORM_OPS.has(cn.op_type ?? '')) continue;
+          if (!this.dataInputs(cn).every((d) => inside.has(d))) continue;
+          nodes.add(c);
+          for (const o of cn.output ?? []) inside.add(o);
+          grew = true;
+        }
+      }
+    }
+    if (![...nodes].some((k) => REDUCTIONS.has(this.idx.node(k).op_type ?? ''))) return undefined;
+    // every reader of t must be inside, and exactly one tensor may leave
+    if (!this.idx.consumersOf(t).every((c) => nodes.has(c))) return undefined;
+    const exits = new Set<string>();
+    for (const k of nodes) {
+      for (const o of this.idx.node(k).output ?? []) {
+        if (this.idx.isGraphOutput(o) || this.idx.consumersOf(o).some((c) => !nodes.has(c))) exits.add(o);
+      }
+    }
+    if (exits.size !== 1) return undefined;
+    return { nodes, input: t, output: [...exits][0]! };
   }
 
   // ---------- parameters and MACs ----------
@@ -513,14 +562,25 @@ class Discovery {
   private countParameters(nodes: Set<number>): number {
     const seen = new Set<string>();
     let total = 0;
-    for (const k of nodes) {
-      for (const t of this.idx.node(k).input ?? []) {
-        const init = this.idx.initializers.get(t);
-        if (!init || seen.has(t) || (init.data_type !== 1 && init.data_type !== 10 && init.data_type !== 11 && init.data_type !== 16)) continue;
-        seen.add(t);
-        total += (init.dims ?? []).map(int64ToNumber).reduce((a, b) => a * b, 1);
+    const visit = (t: string, depth: number) => {
+      if (seen.has(t) || !this.idx.constant.has(t)) return;
+      seen.add(t);
+      const init = this.idx.initializers.get(t);
+      if (init) {
+        if (init.data_type === 1 || init.data_type === 10 || init.data_type === 11 || init.data_type === 16) {
+          total += (init.dims ?? []).map(int64ToNumber).reduce((a, b) => a * b, 1);
+        }
+        return;
       }
-    }
+      // weights reached through constant-only nodes: exporters de-duplicate tied weights with Identity
+      const p = this.idx.producer.get(t);
+      if (p === undefined || depth > 8) return;
+      const op = this.idx.node(p).op_type ?? '';
+      if (op === 'Identity' || op === 'Cast' || op === 'Transpose' || op === 'Reshape' || op === 'DequantizeLinear') {
+        for (const x of this.idx.node(p).input ?? []) visit(x, depth + 1);
+      }
+    };
+    for (const k of nodes) for (const t of this.idx.node(k).input ?? []) visit(t, 0);
     return total;
   }
 

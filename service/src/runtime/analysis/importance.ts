@@ -70,7 +70,9 @@ async function collectLogits(bytes: Uint8Array, dataset: Dataset, options: Impor
     const labels: LabelArray[] = [];
     let classes = 0;
     let samples = 0;
-    for await (const batch of dataset.batches(options.batchSize ?? 64, { limit: total, binding })) {
+    for await (const batch of dataset.batches(binding.fixedBatch ?? options.batchSize ?? 64, { limit: total, binding })) {
+      // a fixed-batch model cannot run a short final batch
+      if (binding.fixedBatch !== undefined && batch.count < binding.fixedBatch) break;
       const r = await session.run(batchFeeds(batch, binding), [out]);
       const t = r[out]!;
       classes = t.data.length / batch.count;
@@ -146,7 +148,8 @@ async function cosine(
     const total = Math.min(dataset.samples, options.samples ?? dataset.samples);
     const acc = new Map(targets.map((u) => [u.id, new CosineAccumulator()]));
     let samples = 0;
-    for await (const batch of dataset.batches(options.batchSize ?? 64, { limit: total, binding })) {
+    for await (const batch of dataset.batches(binding.fixedBatch ?? options.batchSize ?? 64, { limit: total, binding })) {
+      if (binding.fixedBatch !== undefined && batch.count < binding.fixedBatch) break;
       const r = await session.run(batchFeeds(batch, binding), names);
       for (const u of targets) {
         const x = r[u.input]!;
