@@ -33,5 +33,6 @@ registerSimilarity(program, run);
 registerSegments(program, run);
 registerPlan(program, run);
 registerCompress(program, run);
+(await import('./serve.js')).registerServe(program, run);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,72 @@
+/**
+ * The API's enums. Their values inside are the domain's own strings ('queued', 'latency-ms', …),
+ * so records map to GraphQL without translation tables.
+ */
+import { registerEnumType } from 'type-graphql';
+
+export enum JobStatusEnum {
+  QUEUED = 'queued',
+  RUNNING = 'running',
+  SUCCEEDED = 'succeeded',
+  FAILED = 'failed',
+  CANCELLED = 'cancelled',
+}
+registerEnumType(JobStatusEnum, { name: 'JobStatus' });
+
+export enum JobKindEnum {
+  STRUCTURE = 'structure',
+  SIMILARITY = 'similarity',
+  SEGMENTS = 'segments',
+  PLAN = 'plan',
+  TRADEOFF = 'tradeoff',
+  COMPRESS = 'compress',
+}
+registerEnumType(JobKindEnum, { name: 'JobKind' });
+
+/** Planning methods this service has; each new method is a new value here. */
+export enum PlanMethodEnum {
+  SGLP = 'sglp',
+}
+registerEnumType(PlanMethodEnum, {
+  name: 'PlanMethod',
+  valuesConfig: { SGLP: { description: 'segments by CKA similarity (Fisher optimal segmentation), least important layers removed inside each' } },
+});
+
+export enum CkaEstimatorEnum {
+  UNBIASED = 'unbiased',
+  BIASED = 'biased',
+}
+registerEnumType(CkaEstimatorEnum, { name: 'CkaEstimator', description: 'minibatch HSIC estimator behind CKA' });
+
+export enum SegmentCostEnum {
+  FISHER = 'fisher',
+  DISSIMILARITY = 'dissimilarity',
+}
+registerEnumType(SegmentCostEnum, { name: 'SegmentCost' });
+
+export enum ImportanceMeasureEnum {
+  ABLATION = 'ablation',
+  BLOCK_INFLUENCE = 'block-influence',
+  ANGULAR = 'angular',
+  GRADNORM = 'gradnorm',
+}
+registerEnumType(ImportanceMeasureEnum, { name: 'ImportanceMeasure' });
+
+export enum UnitKindEnum {
+  RESIDUAL = 'residual',
+  TRANSFORMER = 'transformer',
+  ATTENTION = 'attention',
+  MLP = 'mlp',
+  CONV = 'conv',
+  ACTIVATION = 'activation',
+  LINEAR = 'linear',
+}
+registerEnumType(UnitKindEnum, { name: 'UnitKind' });
+
+export enum BudgetKindEnum {
+  LATENCY_FRACTION = 'latency-fraction',
+  LATENCY_MS = 'latency-ms',
+  REMOVE = 'remove',
+  FRACTION = 'fraction',
+}
+registerEnumType(BudgetKindEnum, { name: 'BudgetKind' });
