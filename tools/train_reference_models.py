@@ -324,7 +324,7 @@ BUILDERS = {
 
 # Training recipe per model: epochs over the training subset, optimiser, peak
 # learning rate, weight decay. All use batch 128 and a one-cycle schedule.
-# Epoch counts are sized for a small shared CPU budget: about 30 CPU-minutes
+# Epoch counts are sized for a small shared CPU budget: about 35 CPU-minutes
 # for all four, single-threaded (see --threads).
 RECIPES = {
     "resnet20": {"epochs": 2, "optimizer": "sgd", "lr": 0.1, "wd": 5e-4},
