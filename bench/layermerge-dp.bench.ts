@@ -11,6 +11,7 @@ import { type Chain, type ChainLayer, enumerateCandidates } from '../service/src
 import type { ConvSpec } from '../service/src/core/layermerge/conv.js';
 import { type TableEntry, solveLayerMerge } from '../service/src/core/layermerge/dp.js';
 import { BudgetInfeasibleError } from '../service/src/core/errors.js';
+import { rng } from '../tests/helpers/random.js';
 
 const BUDGET_MS = 146;
 const QUANTUM_MS = 0.1;
@@ -18,16 +19,6 @@ const ORIGINAL_MS = BUDGET_MS * 1.36;
 const BATCH = 128;
 const WARMUP = 20;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function conv(cin: number, cout: number, k: number, s: number): ConvSpec {
   const p = (k - 1) / 2;

@@ -3,24 +3,11 @@ import assert from 'node:assert/strict';
 import { gramMatrix } from '../../service/src/core/similarity/gram.js';
 import { CkaAccumulator, hsic0, hsic1 } from '../../service/src/core/similarity/cka.js';
 import { InvalidArgumentError } from '../../service/src/core/errors.js';
+import { rng, close } from '../helpers/random.js';
 
 // ---- deterministic random data -------------------------------------------------------------------
 
-/** |actual − expected| ≤ tolerance, with both values in the failure message. */
-function close(actual: number, expected: number, tolerance: number, what: string): void {
-  assert.ok(Math.abs(actual - expected) <= tolerance, `${what}: ${actual} vs ${expected} (tolerance ${tolerance})`);
-}
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normals(count: number, random: () => number): Float64Array {
   const out = new Float64Array(count);

@@ -10,22 +10,9 @@ import {
   top1,
 } from '../../service/src/core/importance/measures.js';
 import { InvalidArgumentError } from '../../service/src/core/errors.js';
+import { rng, close } from '../helpers/random.js';
 
-/** |actual − expected| ≤ tolerance, with both values in the failure message. */
-function close(actual: number, expected: number, tolerance: number, what: string): void {
-  assert.ok(Math.abs(actual - expected) <= tolerance, `${what}: ${actual} vs ${expected} (tolerance ${tolerance})`);
-}
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomArray(count: number, random: () => number): Float32Array {
   const out = new Float32Array(count);

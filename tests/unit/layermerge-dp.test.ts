@@ -2,17 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type TableEntry, budgetQuanta, latencyQuanta, solveLayerMerge } from '../../service/src/core/layermerge/dp.js';
 import { BudgetInfeasibleError, InvalidArgumentError } from '../../service/src/core/errors.js';
+import { rng } from '../helpers/random.js';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Entry = TableEntry & { kept: number; id: number };
 

@@ -21,19 +21,10 @@ import {
   mergeCandidate,
 } from '../../service/src/core/layermerge/chain.js';
 import { InvalidArgumentError, UnsupportedModelError } from '../../service/src/core/errors.js';
+import { rng } from '../helpers/random.js';
 
 // ---- deterministic random data -------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * 'dyadic' values are small multiples of 1/8: every product and sum in these tests is then exact in
