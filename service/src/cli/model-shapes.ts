@@ -1,8 +1,7 @@
 import type { Dim } from '../core/onnx/graph.js';
-import { declaredShapes } from '../core/onnx/graph.js';
 import { bindInputShapes, modelSignature, parseShapeOption } from '../core/onnx/io.js';
 import type { ModelProto } from '../core/onnx/proto.js';
-import { probeShapes } from '../runtime/shape-probe.js';
+import { tensorShapes } from '../runtime/shape-probe.js';
 
 /** Collects repeated --shape options. */
 export function collectShape(value: string, previous: string[] = []): string[] {
@@ -23,8 +22,5 @@ export async function resolveShapes(
   shapeOptions: string[] | undefined,
 ): Promise<{ shapes: Map<string, Dim[]>; inputShapes: Map<string, number[]> }> {
   const inputShapes = bindInputShapes(modelSignature(model).inputs, givenShapes(shapeOptions), 1);
-  const measured = await probeShapes(model, inputShapes);
-  const shapes = declaredShapes(model);
-  for (const [k, v] of measured) shapes.set(k, v);
-  return { shapes, inputShapes };
+  return { shapes: await tensorShapes(model, inputShapes), inputShapes };
 }

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BudgetInfeasibleError, InvalidArgumentError, UnreachableCaseError } from '../core/errors.js';
-import { declaredShapes, GraphIndex } from '../core/onnx/graph.js';
+import { GraphIndex } from '../core/onnx/graph.js';
 import { bindInputShapes, modelSignature } from '../core/onnx/io.js';
 import type { PlanDocument } from '../core/plan/plan.js';
 import type { SglpBudget } from '../core/sglp/plan.js';
@@ -16,7 +16,7 @@ import { analyzeSglp, segmentLayers, sglpPlanFromAnalysis, similarityOfLayers, t
 import { openDataset, type Dataset } from '../runtime/dataset.js';
 import { loadModelFile, type LoadedModel } from '../runtime/model-file.js';
 import type { SessionOptions } from '../runtime/session.js';
-import { probeShapes } from '../runtime/shape-probe.js';
+import { tensorShapes } from '../runtime/shape-probe.js';
 import { ArtifactStore } from '../store/artifact-store.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import { cacheKey } from './cache-key.js';
@@ -124,9 +124,7 @@ async function structure(loaded: LoadedModel, input: StructureInput, dataset: Da
   }
   const given = new Map(input.shapes.map((s) => [s.input, s.dims]));
   const inputShapes = bindInputShapes(modelSignature(loaded.model).inputs, given, 1);
-  const shapes = declaredShapes(loaded.model);
-  for (const [k, v] of await probeShapes(loaded.model, inputShapes)) shapes.set(k, v);
-  const s = discoverStructure(loaded.model, shapes);
+  const s = discoverStructure(loaded.model, await tensorShapes(loaded.model, inputShapes));
   return { kind: 'structure', units: s.units, warnings: s.warnings, inputShapes: shapeList(inputShapes) };
 }
 

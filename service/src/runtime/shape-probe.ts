@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { cloneModel, addOutputs } from '../core/onnx/edit.js';
 import { encodeModel } from '../core/onnx/codec.js';
-import { GraphIndex, type Dim } from '../core/onnx/graph.js';
+import { GraphIndex, declaredShapes, type Dim } from '../core/onnx/graph.js';
 import type { ModelProto } from '../core/onnx/proto.js';
 import { modelSignature } from '../core/onnx/io.js';
 import { createSession } from './session.js';
@@ -33,4 +33,11 @@ export async function probeShapes(model: ModelProto, inputShapes: Map<string, nu
   } finally {
     await session.release();
   }
+}
+
+/** What the file declares, overlaid with what one run at the bound input shapes measures. */
+export async function tensorShapes(model: ModelProto, inputShapes: Map<string, number[]>): Promise<Map<string, Dim[]>> {
+  const shapes = declaredShapes(model);
+  for (const [k, v] of await probeShapes(model, inputShapes)) shapes.set(k, v);
+  return shapes;
 }

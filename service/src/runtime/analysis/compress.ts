@@ -2,7 +2,6 @@ import { StrataError } from '../../core/errors.js';
 import { removeUnits } from '../../core/compress/remove-units.js';
 import { encodeModel } from '../../core/onnx/codec.js';
 import { bindInputShapes, modelSignature } from '../../core/onnx/io.js';
-import { declaredShapes } from '../../core/onnx/graph.js';
 import type { PlanDocument } from '../../core/plan/plan.js';
 import { discoverStructure } from '../../core/structure/discover.js';
 import type { Dataset } from '../dataset.js';
@@ -10,7 +9,7 @@ import { evaluate } from '../evaluate.js';
 import { compareLatency, randomFeeds, type LatencyComparison } from '../latency.js';
 import type { LoadedModel } from '../model-file.js';
 import { createSession, type SessionOptions } from '../session.js';
-import { probeShapes } from '../shape-probe.js';
+import { tensorShapes } from '../shape-probe.js';
 import { datasetInputShapes } from './model-context.js';
 import type { ProgressFn } from './sglp.js';
 
@@ -32,9 +31,7 @@ export async function applyPlan(loaded: LoadedModel, plan: PlanDocument, dataset
     );
   }
   const inputShapes = dataset ? datasetInputShapes(loaded.model, dataset, 1) : bindInputShapes(modelSignature(loaded.model).inputs, new Map(), 1);
-  const shapes = declaredShapes(loaded.model);
-  for (const [k, v] of await probeShapes(loaded.model, inputShapes)) shapes.set(k, v);
-  const { units } = discoverStructure(loaded.model, shapes);
+  const { units } = discoverStructure(loaded.model, await tensorShapes(loaded.model, inputShapes));
   const byId = new Map(units.map((u) => [u.id, u]));
   const chosen = plan.remove.map((id) => {
     const u = byId.get(id);

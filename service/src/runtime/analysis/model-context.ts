@@ -1,11 +1,10 @@
 import type { Dim } from '../../core/onnx/graph.js';
-import { declaredShapes } from '../../core/onnx/graph.js';
 import { modelSignature } from '../../core/onnx/io.js';
 import type { ModelProto } from '../../core/onnx/proto.js';
 import { discoverStructure } from '../../core/structure/discover.js';
 import type { Structure, Unit } from '../../core/structure/unit.js';
 import type { Dataset } from '../dataset.js';
-import { probeShapes } from '../shape-probe.js';
+import { tensorShapes } from '../shape-probe.js';
 
 export interface ModelContext {
   structure: Structure;
@@ -29,9 +28,7 @@ export function datasetInputShapes(model: ModelProto, dataset: Dataset, batch: n
 /** Structure and per-tensor shapes of a model, with inputs shaped as the data set shapes them. */
 export async function modelContext(model: ModelProto, dataset: Dataset): Promise<ModelContext> {
   const sampleShapes = datasetInputShapes(model, dataset, 1);
-  const measured = await probeShapes(model, sampleShapes);
-  const shapes = declaredShapes(model);
-  for (const [k, v] of measured) shapes.set(k, v);
+  const shapes = await tensorShapes(model, sampleShapes);
   return { structure: discoverStructure(model, shapes), shapes, sampleShapes };
 }
 
