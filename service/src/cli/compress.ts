@@ -5,6 +5,7 @@ import { validatePlan } from '../core/plan/plan.js';
 import { loadModelFile } from '../runtime/model-file.js';
 import { openDataset } from '../runtime/dataset.js';
 import { applyPlan, measureCompression } from '../runtime/analysis/compress.js';
+import { applyLayerMergePlan } from '../runtime/layermerge/apply.js';
 import { datasetInputShapes } from '../runtime/analysis/model-context.js';
 import { bindInputShapes, modelSignature } from '../core/onnx/io.js';
 import { printJson, Progress, type GlobalOptions } from './output.js';
@@ -41,7 +42,7 @@ async function compress(path: string, o: CompressCliOptions): Promise<void> {
   const loaded = loadModelFile(path);
   const dataset = o.data ? await openDataset(o.data) : undefined;
   progress.update('compressing');
-  const result = await applyPlan(loaded, plan, dataset);
+  const result = plan.method === 'layermerge' ? await applyLayerMergePlan(loaded, plan, dataset) : await applyPlan(loaded, plan, dataset);
   // write beside the target and rename: a reader never sees a half-written model
   const tmp = `${o.output}.partial`;
   try {
@@ -74,6 +75,8 @@ async function compress(path: string, o: CompressCliOptions): Promise<void> {
     speedup: report.speedup,
     predictedLatencyMs: plan.predictedLatencyMs,
     predictedRatio: plan.predictedLatencyMs / plan.baselineLatencyMs,
+    // how far the plan's additive latency model was from the measured ratio (relative to the measured)
+    predictionError: plan.predictedLatencyMs / plan.baselineLatencyMs / report.latencyRatio - 1,
     accuracyBefore: report.accuracyBefore,
     accuracyAfter: report.accuracyAfter,
     agreement: report.agreement,
@@ -88,7 +91,7 @@ async function compress(path: string, o: CompressCliOptions): Promise<void> {
   process.stdout.write(
     [
       `wrote ${o.output}: removed ${result.removed.length} unit(s) (${result.removedNodes} nodes), parameters ${result.parametersBefore} → ${result.parametersAfter}`,
-      `latency (batch ${plan.latencyBatch}): ${out.originalMs.toFixed(3)} → ${out.compressedMs.toFixed(3)} ms, ratio ${out.latencyRatio.toFixed(3)} (p10 ${out.latencyRatioP10.toFixed(3)}, p90 ${out.latencyRatioP90.toFixed(3)}), ${out.speedup.toFixed(2)}× speed-up; plan predicted ratio ${out.predictedRatio.toFixed(3)}`,
+      `latency (batch ${plan.latencyBatch}): ${out.originalMs.toFixed(3)} → ${out.compressedMs.toFixed(3)} ms, ratio ${out.latencyRatio.toFixed(3)} (p10 ${out.latencyRatioP10.toFixed(3)}, p90 ${out.latencyRatioP90.toFixed(3)}), ${out.speedup.toFixed(2)}× speed-up; plan predicted ratio ${out.predictedRatio.toFixed(3)} (${(out.predictionError * 100).toFixed(1)}% off)`,
       dataset ? `accuracy ${pct(out.accuracyBefore)} → ${pct(out.accuracyAfter)}, agreement with the original ${pct(out.agreement)} on ${out.samples} samples` : 'no --data: accuracy not measured',
     ].join('\n') + '\n',
   );

@@ -7,6 +7,7 @@ import { registerSimilarity } from './similarity.js';
 import { registerSegments } from './segments.js';
 import { registerPlan } from './plan.js';
 import { registerCompress } from './compress.js';
+import { registerTables } from './tables.js';
 import { reportError, type GlobalOptions } from './output.js';
 
 async function run(fn: () => Promise<void>, o: GlobalOptions): Promise<void> {
@@ -33,6 +34,7 @@ registerSimilarity(program, run);
 registerSegments(program, run);
 registerPlan(program, run);
 registerCompress(program, run);
+registerTables(program, run);
 (await import('./serve.js')).registerServe(program, run);
 
 await program.parseAsync(process.argv);

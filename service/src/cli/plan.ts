@@ -6,6 +6,7 @@ import { parseBudget } from '../core/plan/plan.js';
 import { loadModelFile } from '../runtime/model-file.js';
 import { openDataset } from '../runtime/dataset.js';
 import { planSglpForModel } from '../runtime/analysis/sglp.js';
+import { planLayerMerge } from './tables.js';
 import { printJson, Progress, type GlobalOptions } from './output.js';
 import { addRuntimeOptions, positiveInt } from './runtime-options.js';
 import { addAnalysisOptions, analysisOptions, type AnalysisCliOptions } from './analysis-options.js';
@@ -21,13 +22,19 @@ interface PlanCliOptions extends GlobalOptions, AnalysisCliOptions {
   keep: string;
   latencyBatch: string;
   output?: string;
+  variant: string;
+  quantum: string;
+  refit?: boolean;
+  maxKernel: string;
+  ridge?: string;
+  tables?: string;
 }
 
 export function registerPlan(program: Command, run: (fn: () => Promise<void>, o: GlobalOptions) => Promise<void>): void {
   addRuntimeOptions(addAnalysisOptions(program.command('plan')))
-    .description('compute a prune plan under a budget (SGLP: segments by CKA, least important layers removed inside each)')
+    .description('compute a prune plan under a budget (SGLP: segments by CKA, least important layers removed inside each; LayerMerge: activations and convs removed so convs merge, exact DP over measured tables)')
     .argument('<model>', 'an .onnx file')
-    .option('--method <name>', 'planning method: sglp', 'sglp')
+    .option('--method <name>', 'planning method: sglp or layermerge', 'sglp')
     .option('--budget-ms <ms>', 'target latency in milliseconds (at --latency-batch)')
     .option('--budget <fraction>', 'target latency as a fraction of the measured original, e.g. 0.7')
     .option('--remove <n>', 'remove this many layers')
@@ -36,6 +43,12 @@ export function registerPlan(program: Command, run: (fn: () => Promise<void>, o:
     .option('--importance <measure>', `importance measure: ${IMPORTANCE_MEASURES.join(', ')}`, 'ablation')
     .option('--keep <n>', 'layers each segment keeps at least', '1')
     .option('--latency-batch <n>', 'batch size latency is measured and budgeted at', '32')
+    .option('--variant <name>', 'LayerMerge: layermerge, layer-only or merge-only', 'layermerge')
+    .option('--quantum <ms>', 'LayerMerge: latency quantum of the DP, in ms', '0.1')
+    .option('--refit', 'LayerMerge: refit merged convolutions by least squares on the calibration data')
+    .option('--max-kernel <k>', 'LayerMerge: largest merged kernel considered', '7')
+    .option('--ridge <r>', 'LayerMerge: ridge of the refit, relative to the mean Gram diagonal', '0.001')
+    .option('--tables <tables.json>', 'LayerMerge: use tables from `strata tables -o` instead of measuring')
     .option('-o, --output <plan.json>', 'write the plan here')
     .option('--json', 'machine-readable output')
     .option('--quiet', 'no progress on stderr')
@@ -44,8 +57,9 @@ export function registerPlan(program: Command, run: (fn: () => Promise<void>, o:
 }
 
 async function plan(path: string, o: PlanCliOptions): Promise<void> {
+  if (o.method === 'layermerge') return planLayerMerge(path, o);
   if (o.method !== 'sglp') {
-    throw new InvalidArgumentError('--method', `"${o.method}" is not available; this strata plans with: sglp`);
+    throw new InvalidArgumentError('--method', `"${o.method}" is not available; this strata plans with: sglp, layermerge`);
   }
   if (!IMPORTANCE_MEASURES.includes(o.importance as ImportanceMeasure)) {
     throw new InvalidArgumentError('--importance', `must be one of ${IMPORTANCE_MEASURES.join(', ')}, got "${o.importance}"`);

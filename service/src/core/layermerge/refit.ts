@@ -18,12 +18,14 @@
  * with G = XᵀX and s = Σx. λ = ridge · mean diagonal of the centred G, so `ridge` is scale-free.
  * Everything here is float64; the per-batch sums come from float32 GEMMs (onnxruntime) and are
  * accumulated here. Solved by Cholesky up to CHOLESKY_MAX unknowns, by conjugate gradients started at
- * w₀ above that (the factorization's D³ time and second D² copy are what grow too large).
+ * w₀ above that (the factorization's D³ time and second D² copy are what grow too large), for as many
+ * iterations as a work bound allows: every iteration from w₀ lowers the objective, so a bounded run
+ * still returns an improvement.
  */
 import { InvalidArgumentError } from '../errors.js';
 import type { ConvSpec } from './conv.js';
 
-export const CHOLESKY_MAX = 3200;
+export const CHOLESKY_MAX = 2500;
 
 /** Sums over the calibration rows for one merged conv, kept in float64. */
 export class NormalEquations {
@@ -89,6 +91,8 @@ export interface RefitOptions {
   ridge?: number;
   /** CG iterations when the system is too large to factor; default 60 */
   maxIterations?: number;
+  /** multiply-adds CG may spend (each iteration costs d²·cout); default 4e9 */
+  cgWork?: number;
 }
 
 export interface RefitResult {
@@ -301,7 +305,10 @@ export function solveRefit(eq: NormalEquations, merged: ConvSpec, options: Refit
         solver = 'cg';
       }
     }
-    if (!solved) iterations = Math.max(iterations ?? 0, conjugateGradient(a, d, rhs, coutG, x, options.maxIterations ?? 60));
+    if (!solved) {
+      const affordable = Math.max(1, Math.floor((options.cgWork ?? 4e9) / (d * d * coutG * groups)));
+      iterations = Math.max(iterations ?? 0, conjugateGradient(a, d, rhs, coutG, x, Math.min(options.maxIterations ?? 60, affordable)));
+    }
     for (let oc = 0; oc < coutG; oc++) {
       const o = g * coutG + oc;
       let sw = 0;

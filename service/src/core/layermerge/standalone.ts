@@ -75,12 +75,12 @@ export interface BlockModelSpec {
   batch: number | string;
   opset: ModelProto['opset_import'];
   irVersion?: ModelProto['ir_version'];
-  /** pass each skip through a node named SKIP_LAYOUT_PREFIX… first (see blockModel) */
-  skipLayout?: boolean;
+  /** pass the input and each skip through a node named LAYOUT_PASS_PREFIX… first (see blockModel) */
+  layoutPass?: boolean;
 }
 
-/** Names of the pass-through nodes blockModel puts on skips for timing; their kernel time is not the block's. */
-export const SKIP_LAYOUT_PREFIX = 'strata_skip_layout';
+/** Names of the pass-through nodes blockModel puts on its inputs for timing; their kernel time is not the block's. */
+export const LAYOUT_PASS_PREFIX = 'strata_layout_pass';
 
 function valueInfo(name: string, batch: number | string, s: FeatureShape): ValueInfo {
   return {
@@ -121,10 +121,24 @@ export function blockModel(spec: BlockModelSpec): ModelProto | null {
   const nodes: NodeProto[] = [];
   const initializers: TensorProto[] = [];
   const inputs: ValueInfo[] = [valueInfo('x', spec.batch, spec.input)];
-  let cur = 'x';
   let shape = spec.input;
   const adds = spec.adds ?? [];
   if (!spec.conv && adds.length === 0 && !spec.activation) return null;
+  // In the network a block's input (and a skip) comes straight from the previous conv: in onnxruntime's
+  // blocked layout, in cache, and an Add on it fuses into the conv. A 1×1 depthwise pass-through gives
+  // a timing model the same conditions; its kernel (and the layout reorders) are timed apart and dropped.
+  const pass = (input: string, c: number, tag: string): string => {
+    if (!spec.layoutPass) return input;
+    const name = `${LAYOUT_PASS_PREFIX}_${tag}`;
+    initializers.push(makeFloatTensor(`${name}_w`, [c, 1, 1, 1], new Float32Array(c).fill(1)), makeFloatTensor(`${name}_b`, [c], new Float32Array(c)));
+    const spec1: ConvSpec = { cin: c, cout: c, kh: 1, kw: 1, stride: [1, 1], pads: [0, 0, 0, 0], dilation: [1, 1], group: c, weight: new Float32Array(0), bias: new Float32Array(0) };
+    nodes.push(convNode(name, input, `${name}_conv`, `${name}_w`, `${name}_b`, spec1));
+    // The ReLU fuses into the pass-through as in the network, where the previous conv has its activation;
+    // without it a following Add (an identity block's) would fuse into the pass-through and go untimed.
+    nodes.push({ op_type: 'Relu', domain: '', name: `${name}_relu`, input: [`${name}_conv`], output: [`${name}_out`] });
+    return `${name}_out`;
+  };
+  let cur = pass('x', shape.c, 'x');
   if (spec.conv) {
     const c = spec.conv;
     if (c.cin !== shape.c) throw new InvalidArgumentError('conv', `reads ${c.cin} channels, the input has ${shape.c}`);
@@ -137,16 +151,7 @@ export function blockModel(spec: BlockModelSpec): ModelProto | null {
   adds.forEach((a, n) => {
     const skip = `skip${n}`;
     inputs.push(valueInfo(skip, spec.batch, a.skip));
-    let operand = skip;
-    if (spec.skipLayout) {
-      // In the network the skip arrives from a conv, already in onnxruntime's blocked layout, and the Add
-      // fuses into the conv; a 1×1 depthwise pass-through makes that so here too (timed apart, then dropped).
-      const c = a.skip.c;
-      initializers.push(makeFloatTensor(`sw${n}`, [c, 1, 1, 1], new Float32Array(c).fill(1)), makeFloatTensor(`sb${n}`, [c], new Float32Array(c)));
-      const pass: ConvSpec = { cin: c, cout: c, kh: 1, kw: 1, stride: [1, 1], pads: [0, 0, 0, 0], dilation: [1, 1], group: c, weight: new Float32Array(0), bias: new Float32Array(0) };
-      nodes.push(convNode(`${SKIP_LAYOUT_PREFIX}${n}`, skip, `${SKIP_LAYOUT_PREFIX}${n}_out`, `sw${n}`, `sb${n}`, pass));
-      operand = `${SKIP_LAYOUT_PREFIX}${n}_out`;
-    }
+    let operand = pass(skip, a.skip.c, `skip${n}`);
     if (a.projection) {
       const p = a.projection;
       initializers.push(makeFloatTensor(`pw${n}`, [p.cout, p.cin / p.group, p.kh, p.kw], p.weight), makeFloatTensor(`pb${n}`, [p.cout], p.bias));
@@ -312,5 +317,45 @@ export function gramModel(shape: ConvShape, input: FeatureShape, batch: string):
       input: [f('x', [batch, cin, input.h, input.w]), f('y', [batch, cout, o.h, o.w])],
       output: [f('gram', [group, d, d]), f('xy', [group, d, coutG]), f('sx', [group, d]), f('sy', [cout]), f('yy', [cout])],
     },
+  };
+}
+
+/**
+ * Several models side by side in one graph, every name prefixed with `${prefix}${n}/` so that profiler
+ * events (named after nodes or, once onnxruntime rewrites them, after their output tensors) can be
+ * told apart. One session then times them all in every run, on one thread pool.
+ */
+export function combineModels(models: readonly ModelProto[], prefix: string): ModelProto {
+  const nodes: NodeProto[] = [];
+  const initializers: TensorProto[] = [];
+  const inputs: ValueInfo[] = [];
+  const outputs: ValueInfo[] = [];
+  const opsets = new Map<string, number>();
+  models.forEach((m, n) => {
+    const p = `${prefix}${n}/`;
+    const rename = (t: string): string => (t === '' ? t : `${p}${t}`);
+    const g = m.graph ?? {};
+    for (const node of g.node ?? []) {
+      nodes.push({
+        ...node,
+        name: rename(node.name ?? node.op_type ?? 'node'),
+        input: (node.input ?? []).map(rename),
+        output: (node.output ?? []).map(rename),
+      });
+    }
+    for (const t of g.initializer ?? []) initializers.push({ ...t, name: rename(t.name ?? '') });
+    for (const v of g.input ?? []) inputs.push({ ...v, name: rename(v.name ?? '') });
+    for (const v of g.output ?? []) outputs.push({ ...v, name: rename(v.name ?? '') });
+    for (const o of m.opset_import ?? []) {
+      const domain = o.domain ?? '';
+      const version = Number(o.version ?? 0);
+      opsets.set(domain, Math.max(opsets.get(domain) ?? 0, version));
+    }
+  });
+  return {
+    ir_version: 8,
+    opset_import: [...opsets].map(([domain, version]) => ({ domain, version })),
+    producer_name: 'strata',
+    graph: { name: 'combined', node: nodes, initializer: initializers, input: inputs, output: outputs },
   };
 }

@@ -5,8 +5,12 @@
  *
  * The latency model is additive with one measured constant: predicted = rest + Σ T(block), where T is a
  * block's standalone kernel time (merged conv, the residual Adds it leaves at its end, the activation
- * it keeps) and rest = the original's measured end-to-end latency − Σ T over the original's own
- * blocks — the stem, head, pooling, layout changes and per-run overhead the blocks do not cover. The
+ * it keeps) and rest is the kernel time of what the blocks do not cover — head, pooling, layout
+ * reorders — in a profile of the original. Both are converted to the wall clock of the network by the
+ * original's wall/kernel ratio from the same runs (per-run overhead, and on a loaded machine the waits
+ * for a CPU, stretch a run roughly in proportion to its work: measured, the overhead of a compressed
+ * ResNet-20 shrank with it instead of staying constant), and standalone block times are calibrated by
+ * how the original's own blocks compare with the same nodes in the network's profile. The
  * plan's total therefore equals the measured original for the unchanged network by construction, and
  * the error of the additivity assumption shows when an emitted model is measured (compress, bench).
  */
@@ -18,12 +22,6 @@ import type { ExtractedChain } from './extract.js';
 /** Stable id of a candidate within its chain: block and kept layers. */
 export function candidateKey(c: Pick<Candidate, 'i' | 'j' | 'kept'>): string {
   return `${c.i}-${c.j}:${c.kept.join('.')}`;
-}
-
-export interface AddSignature {
-  skip: [number, number, number];
-  /** projection conv geometry, or null for an identity skip */
-  projection: string | null;
 }
 
 /** What a candidate's timing model computes, as a string: equal strings time equally. */
@@ -59,7 +57,7 @@ export function blockAdds(chain: Chain, c: Pick<Candidate, 'i' | 'j'>): number[]
 }
 
 export interface SignatureTiming {
-  /** median over timed runs of the summed kernel time */
+  /** median over timed runs of the summed kernel time (not yet converted to wall clock) */
   ms: number;
   p10: number;
   p90: number;
@@ -75,7 +73,16 @@ export interface LatencyTableDoc {
   batch: number;
   /** end-to-end median of the original model at `batch` */
   originalMs: number;
-  /** originalMs − Σ entries of the original's own blocks */
+  /** median summed kernel time of the original in the same runs */
+  originalKernelMs: number;
+  /** the part of it spent in the chain's nodes (the rest: head, pooling, layout reorders) */
+  chainKernelMs: number;
+  /**
+   * standalone kernel ms → wall-clock ms of the network: (chainKernelMs / Σ the original's own block
+   * entries) × (originalMs / originalKernelMs)
+   */
+  wallPerKernelMs: number;
+  /** the network outside the blocks, wall-clock ms; with the original's own blocks it sums to originalMs */
   restMs: number;
   signatures: Record<string, SignatureTiming>;
   /** candidate key → its signature (absent: the candidate computes nothing and costs 0) */
@@ -111,6 +118,8 @@ export interface ImportanceTableDoc {
   /** ridge used for refits, or null when no refit was computed */
   ridge: number | null;
   entries: Record<string, ImportanceEntry>;
+  /** candidates not scored because dominatedCandidates() rules them out of every plan */
+  dominated: string[];
 }
 
 export interface TablesDoc {
@@ -156,14 +165,14 @@ export function summarizeCandidate(c: Candidate): CandidateSummary {
   };
 }
 
-/** A latency table entry's time: the signature's median, 0 for a candidate that computes nothing. */
+/** A latency table entry's wall-clock time (its signature's kernel time, converted), 0 for a candidate that computes nothing. */
 export function entryLatency(t: LatencyTableDoc, key: string): number {
   const sig = t.entries[key];
   if (sig === undefined) throw new InvalidArgumentError('latency table', `has no entry for candidate ${key}`);
   if (sig === null) return 0;
   const s = t.signatures[sig];
   if (!s) throw new InvalidArgumentError('latency table', `has no timing for signature ${sig}`);
-  return s.ms;
+  return s.ms * t.wallPerKernelMs;
 }
 
 /** The original network as blocks: every conv on its own, nothing folded or removed. */
@@ -175,6 +184,24 @@ export function baselineKeys(candidates: readonly Candidate[], L: number): strin
     keys.push(candidateKey(c));
   }
   return keys;
+}
+
+/**
+ * Candidates no optimal plan needs: a block at least as slow as the original convs of its span (each
+ * on its own, nothing removed) can be swapped for them, which every variant allows, and the original
+ * convs lose nothing (importance 0, while a changed block's is at most 0 up to sampling noise). Most
+ * merges into large kernels are such blocks on CPUs, and they are the most expensive to score.
+ */
+export function dominatedCandidates(candidates: readonly Candidate[], latency: LatencyTableDoc, L: number): Set<string> {
+  const base = baselineKeys(candidates, L).map((k) => entryLatency(latency, k));
+  const out = new Set<string>();
+  for (const c of candidates) {
+    if (c.j - c.i === 1 && c.kept.length === 1) continue;
+    let span = 0;
+    for (let m = c.i; m < c.j; m++) span += base[m]!;
+    if (entryLatency(latency, candidateKey(c)) >= span) out.add(candidateKey(c));
+  }
+  return out;
 }
 
 export type LayerMergeBudget = { kind: 'latency-ms'; value: number } | { kind: 'latency-fraction'; value: number };
@@ -218,7 +245,8 @@ export function planLayerMerge(a: PlanArgs): LayerMergeSolution {
   const budgetMs = a.budget.kind === 'latency-ms' ? a.budget.value : a.budget.value * baseline;
   if (!(budgetMs > 0) || !Number.isFinite(budgetMs)) throw new InvalidArgumentError('budget', `must be a positive latency, got ${budgetMs} ms`);
   const byKey = new Map<string, Candidate>();
-  const entries = a.candidates.map((c) => {
+  const dominated = new Set(a.importance.dominated);
+  const entries = a.candidates.filter((c) => !dominated.has(candidateKey(c))).map((c) => {
     const key = candidateKey(c);
     byKey.set(key, c);
     const imp = a.importance.entries[key];

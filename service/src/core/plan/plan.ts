@@ -1,11 +1,12 @@
 import { InvalidArgumentError } from '../errors.js';
+import { type LayerMergePlanSection, validateLayerMergeSection } from '../layermerge/plan-section.js';
 import type { SglpBudget } from '../sglp/plan.js';
 
 /** A prune plan as strata writes and reads it (plan.json). */
 export interface PlanDocument {
   format: 'strata-plan';
   version: 1;
-  method: 'sglp';
+  method: 'sglp' | 'layermerge';
   budget: SglpBudget;
   /** ids of the units removed */
   remove: string[];
@@ -19,6 +20,8 @@ export interface PlanDocument {
   importance: Record<string, number>;
   importanceMeasure: string;
   unitLatencyMs: Record<string, number>;
+  /** LayerMerge: the blocks that tile the conv chain (absent from SGLP plans) */
+  layermerge?: LayerMergePlanSection;
   /** what the plan was computed from, so it can be reproduced and checked before it is applied */
   inputs: {
     modelSha256: string;
@@ -55,7 +58,10 @@ export function validatePlan(value: unknown): PlanDocument {
     throw new InvalidArgumentError('--plan', 'not a strata plan (expected a JSON document with "format": "strata-plan", as `strata plan -o` writes)');
   }
   if (p.version !== 1) throw new InvalidArgumentError('--plan', `plan version ${String(p.version)} is not supported; this strata reads version 1`);
-  if (p.method !== 'sglp') throw new InvalidArgumentError('--plan', `method "${String(p.method)}" cannot be applied by this strata (supported: sglp)`);
+  if (p.method !== 'sglp' && p.method !== 'layermerge') {
+    throw new InvalidArgumentError('--plan', `method "${String(p.method)}" cannot be applied by this strata (supported: sglp, layermerge)`);
+  }
+  if (p.method === 'layermerge') validateLayerMergeSection(p.layermerge, '--plan');
   if (!Array.isArray(p.remove) || !p.remove.every((x) => typeof x === 'string')) {
     throw new InvalidArgumentError('--plan', '"remove" must be a list of unit ids');
   }
