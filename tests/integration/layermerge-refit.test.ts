@@ -6,16 +6,12 @@ import { NormalEquations, solveRefit } from '../../service/src/core/layermerge/r
 import { gramModel } from '../../service/src/core/layermerge/standalone.js';
 import { encodeModel } from '../../service/src/core/onnx/codec.js';
 import { createSession } from '../../service/src/runtime/session.js';
+import { rng as uniform } from '../helpers/random.js';
 
+/** Seeded uniform values on [−0.5, 0.5). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const u = uniform(seed);
+  return () => u() - 0.5;
 }
 
 /** The least-squares sums written out with a plain im2col in float64: the reference for the ORT model. */

@@ -1,11 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { CALIB_DATA, CLI, EVAL_DATA, fixtureModel } from '../helpers/paths.js';
+import { CALIB_DATA, EVAL_DATA, fixtureModel } from '../helpers/paths.js';
+import { strata, strataJson } from '../helpers/cli.js';
 
 let dir = '';
 before(() => {
@@ -13,16 +13,7 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function strata(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args, '--quiet'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function json(...args: string[]): Record<string, unknown> {
-  const r = strata(...args, '--json');
-  assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout) as Record<string, unknown>;
-}
+const json = strataJson;
 
 const common = ['--data', CALIB_DATA, '--samples', '128', '--batch', '32'];
 

@@ -3,16 +3,12 @@ import assert from 'node:assert/strict';
 import { InvalidArgumentError } from '../../service/src/core/errors.js';
 import type { ConvSpec } from '../../service/src/core/layermerge/conv.js';
 import { NormalEquations, cholesky, choleskySolve, conjugateGradient, solveRefit } from '../../service/src/core/layermerge/refit.js';
+import { rng as uniform } from '../helpers/random.js';
 
+/** Seeded uniform values on [−0.5, 0.5). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const u = uniform(seed);
+  return () => u() - 0.5;
 }
 
 /** A random SPD matrix MᵀM + n·I, row-major. */
