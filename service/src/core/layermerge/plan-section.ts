@@ -4,6 +4,7 @@
  * weights themselves, so that applying a plan needs neither the calibration data nor a solver.
  */
 import { InvalidArgumentError } from '../errors.js';
+import type { Candidate } from './chain.js';
 import type { LayerMergeVariant } from './dp.js';
 
 export interface PlanBlockWeights {
@@ -13,16 +14,8 @@ export interface PlanBlockWeights {
   bias: string;
 }
 
-export interface PlanBlock {
-  /** block (i, j] over chain positions */
-  i: number;
-  j: number;
-  /** merged kernel (0: the block is the identity) */
-  k: number;
-  kh: number;
-  kw: number;
-  /** chain layer indices kept and merged */
-  kept: number[];
+/** One block (i, j] of the plan over chain positions; k = 0 when the block is the identity. */
+export interface PlanBlock extends Pick<Candidate, 'i' | 'j' | 'k' | 'kh' | 'kw' | 'kept'> {
   /** their conv unit ids */
   keptIds: string[];
   /** conv unit ids replaced by identity */

@@ -133,19 +133,10 @@ export interface TablesDoc {
   importance: ImportanceTableDoc;
 }
 
-export interface CandidateSummary {
+/** A candidate as the tables document lists it: its block and kept subset, keyed, without weights. */
+export interface CandidateSummary
+  extends Pick<Candidate, 'i' | 'j' | 'k' | 'kh' | 'kw' | 'kept' | 'removed' | 'removedActivations' | 'foldedResiduals' | 'identity' | 'exactEverywhere'> {
   key: string;
-  i: number;
-  j: number;
-  k: number;
-  kh: number;
-  kw: number;
-  kept: number[];
-  removed: number[];
-  removedActivations: number[];
-  foldedResiduals: number[];
-  identity: boolean;
-  exactEverywhere: boolean;
 }
 
 export function summarizeCandidate(c: Candidate): CandidateSummary {
