@@ -11,9 +11,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { request } from 'node:http';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { GenericContainer, ImageName, Wait, getContainerRuntimeClient, type StartedTestContainer } from 'testcontainers';
 import { CALIB_DATA, EVAL_DATA, ROOT, fixtureModel } from '../helpers/paths.js';
@@ -40,22 +39,30 @@ let base = '';
 const logs: string[] = [];
 const ids = { model: '', data: '', eval: '', plan: '', compress: '', artifact: '', planInput: {} as Record<string, unknown> };
 
-/** Only what the Dockerfile copies from its context: no node_modules, dist/ or fixtures to send. */
-function stageContext(): string {
-  const ctx = mkdtempSync(join(tmpdir(), 'strata-image-'));
+/**
+ * The image is built from the repository root, as docker/README.md tells an operator to build it,
+ * so the root .dockerignore (an allowlist) is what keeps node_modules/, dist/ and the fixtures out
+ * of the context. Each source the Dockerfile copies must exist and be let in by that allowlist:
+ * checked here, so that a new COPY without its line fails with the name of the file, not as a
+ * build error.
+ */
+function checkBuildContext(): void {
+  const allowed = new Set(
+    readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+      .split(/\r?\n/)
+      .map((line) => line.trim())
+      .filter((line) => line.startsWith('!'))
+      .map((line) => line.slice(1).replace(/\/+$/, '')),
+  );
   const text = readFileSync(join(ROOT, DOCKERFILE), 'utf8').replace(/\\\r?\n/g, ' ');
   for (const line of text.split(/\r?\n/)) {
     const words = line.trim().split(/\s+/);
     if (words[0]?.toUpperCase() !== 'COPY' || words.some((w) => w.startsWith('--from'))) continue;
     for (const source of words.slice(1, -1).filter((w) => !w.startsWith('--'))) {
       assert.ok(existsSync(join(ROOT, source)), `${DOCKERFILE} copies ${source}, which is not in the repository`);
-      mkdirSync(dirname(join(ctx, source)), { recursive: true });
-      cpSync(join(ROOT, source), join(ctx, source), { recursive: true });
+      assert.ok(allowed.has(source.replace(/\/+$/, '')), `${DOCKERFILE} copies ${source}, which .dockerignore keeps out of the build context: add "!${source}" there`);
     }
   }
-  mkdirSync(join(ctx, dirname(DOCKERFILE)), { recursive: true });
-  cpSync(join(ROOT, DOCKERFILE), join(ctx, DOCKERFILE));
-  return ctx;
 }
 
 async function start(): Promise<StartedTestContainer> {
@@ -159,10 +166,10 @@ before(async () => {
   if (BASE_IMAGE.startsWith('local/')) {
     assert.ok(await client.image.exists(ImageName.fromString(BASE_IMAGE)), `the base image ${BASE_IMAGE} is missing: run docker/build-local-base.sh`);
   }
-  const ctx = stageContext();
+  checkBuildContext();
   try {
     // Kept after the run (not deleteOnExit): its layers are the cache the next build starts from.
-    const built = await GenericContainer.fromDockerfile(ctx, DOCKERFILE).withBuildArgs({ BASE_IMAGE }).build(IMAGE, { deleteOnExit: false });
+    const built = await GenericContainer.fromDockerfile(ROOT, DOCKERFILE).withBuildArgs({ BASE_IMAGE }).build(IMAGE, { deleteOnExit: false });
     image = built
       .withEnvironment({ STRATA_TOKEN: TOKEN, STRATA_MAX_UPLOAD_BYTES: String(MAX_UPLOAD) })
       .withBindMounts([{ source: volume, target: '/data' }]) // a name, not a path: Docker's named volume
@@ -172,8 +179,6 @@ before(async () => {
       .withLogConsumer((stream) => stream.on('data', (line: Buffer | string) => logs.push(String(line).trimEnd())));
   } catch (e) {
     throw new Error(`building ${DOCKERFILE} on ${BASE_IMAGE} failed (DEBUG=testcontainers:build shows the build log): ${(e as Error).message}`);
-  } finally {
-    rmSync(ctx, { recursive: true, force: true });
   }
   container = await start();
 });
@@ -329,6 +334,47 @@ test("the image's HEALTHCHECK reports the container healthy", { skip: noDocker }
     status = await health();
   }
   assert.equal(status, 'healthy');
+});
+
+test('one service per volume: a second container on it is refused, and a killed container starts again over the lock it left', { skip: noDocker }, async () => {
+  const docker = (await getContainerRuntimeClient()).container.dockerode;
+  const first = docker.getContainer(container!.getId());
+  const firstHost = (await first.inspect()).Config.Hostname;
+  const twin = await docker.createContainer({ Image: IMAGE, Env: [`STRATA_TOKEN=${TOKEN}`], HostConfig: { Binds: [`${volume}:/data`] } });
+  try {
+    await twin.start();
+    let timer: NodeJS.Timeout | undefined;
+    const exit = (await Promise.race([
+      twin.wait(),
+      new Promise((resolve) => (timer = setTimeout(() => resolve({ StatusCode: 'still running after 30 s' }), 30_000))),
+    ])) as { StatusCode: number | string };
+    clearTimeout(timer);
+    const output = (await twin.logs({ stdout: true, stderr: true })).toString('utf8');
+    assert.equal(exit.StatusCode, 1, output);
+    assert.match(output, new RegExp(`strata: the data directory /data is in use by another strata service \\(pid \\d+ on host ${firstHost}, started `));
+  } finally {
+    await twin.remove({ force: true });
+  }
+  await stillServing();
+
+  // SIGKILL: no shutdown, so the lock stays; the same container starts again with the same
+  // hostname, in a new pid namespace where the service is pid 1 again
+  await first.kill();
+  await first.start();
+  const port = (await first.inspect()).NetworkSettings.Ports[`${PORT}/tcp`]?.[0]?.HostPort;
+  assert.ok(port, 'the restarted container publishes no port');
+  base = `http://${container!.getHost()}:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const status = await fetch(`${base}/readyz`).then((r) => r.status, () => 0);
+    if (status === 200) break;
+    const state = (await first.inspect()).State;
+    assert.ok(state.Running, `the restarted container exited (${state.ExitCode}): ${(await first.logs({ stdout: true, stderr: true, tail: 5 })).toString('utf8')}`);
+    assert.ok(Date.now() < deadline, 'the restarted container never became ready');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const { models } = await ok<{ models: { id: string }[] }>('{ models { id } }');
+  assert.ok(models.some((m) => m.id === ids.model));
 });
 
 test('SIGTERM stops the service cleanly, and a new container on the same volume has every registration, job and artifact', { skip: noDocker }, async () => {

@@ -5,7 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { request } from 'node:http';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import * as ort from 'onnxruntime-node';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { parseConfig } from '../../service/src/config.js';
+import { answer } from '../../service/src/graphql/http/answer.js';
 import { startService, type RunningService } from '../../service/src/graphql/serve.js';
 import { CALIB_DATA, EVAL_DATA, fixtureModel } from '../helpers/paths.js';
 
@@ -214,40 +216,209 @@ test('BAD INPUT - malformed model bytes upload fine and register as INVALID_MODE
   assert.equal(r.body.errors?.[0]?.extensions.code, 'INVALID_MODEL');
 });
 
-test('BAD INPUT - an oversized upload is 413 PAYLOAD_TOO_LARGE and leaves nothing behind, declared or streamed', async () => {
+interface RawAnswer {
+  status: number;
+  body: string;
+  /** bytes of the body the client wrote */
+  sent: number;
+}
+
+interface RawRequest {
+  /** host:port */
+  host: string;
+  path?: string;
+  /** body bytes to send; Infinity sends until the server hangs up */
+  size: number;
+  chunked?: boolean;
+  expectContinue?: boolean;
+  /** stop after this many body bytes without finishing the request or hanging up */
+  stallAfter?: number;
+}
+
+/**
+ * A request from the plainest client there is, on a socket of its own: it writes its whole body
+ * whatever the server answers meanwhile, before it turns to the answer (as Python's http.client
+ * and many scripts do), unless it asked `Expect: 100-continue` and a final answer came first; it
+ * hangs up once it has sent everything and the server has ended its side. It settles when the
+ * connection has closed; a reset or a broken pipe rejects, since that is what such a client gets
+ * from a server that closes the socket while it is still sending.
+ */
+function rawRequest(r: RawRequest): Promise<RawAnswer> {
+  const { size, chunked = false, expectContinue = false } = r;
+  const [hostname, port] = [r.host.slice(0, r.host.lastIndexOf(':')), Number(r.host.slice(r.host.lastIndexOf(':') + 1))];
+  return new Promise((resolve, reject) => {
+    const head = [
+      `POST ${r.path ?? '/upload'} HTTP/1.1`,
+      `Host: ${r.host}`,
+      `Authorization: ${auth.Authorization}`,
+      'Content-Type: application/octet-stream',
+      'Connection: close',
+      chunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${size}`,
+      ...(expectContinue ? ['Expect: 100-continue'] : []),
+      '',
+      '',
+    ].join('\r\n');
+    let received = Buffer.alloc(0);
+    let sent = 0;
+    let bodyStarted = false;
+    let bodyDone = false;
+    let serverEnded = false;
+    // allowHalfOpen: the server ending its side does not end this one, as it does not for a socket in C or Python
+    const socket = connect({ port, host: hostname, allowHalfOpen: true });
+    const hangUpWhenDone = () => {
+      if (serverEnded && (bodyDone || !bodyStarted)) socket.end();
+    };
+    socket.on('error', (e: NodeJS.ErrnoException) => reject(Object.assign(new Error(`the client saw ${e.code ?? e.message} after sending ${sent} bytes of the body`), { sent, received })));
+    socket.on('data', (c: Buffer) => {
+      received = Buffer.concat([received, c]);
+      if (!expectContinue || bodyStarted) return;
+      const text = received.toString('latin1');
+      if (!text.includes('\r\n\r\n')) return;
+      if (/^HTTP\/1\.1 100 /.test(text)) {
+        received = received.subarray(text.indexOf('\r\n\r\n') + 4);
+        sendBody();
+      }
+      // a final answer instead: the body is not sent
+    });
+    socket.on('end', () => {
+      serverEnded = true;
+      hangUpWhenDone();
+    });
+    socket.on('close', (hadError) => {
+      if (hadError) return;
+      const text = received.toString('utf8');
+      const status = /^HTTP\/1\.1 (\d{3}) /.exec(text);
+      if (!status) return reject(new Error(`the connection closed without an answer after ${sent} bytes of the body: ${JSON.stringify(text.slice(0, 200))}`));
+      resolve({ status: Number(status[1]), body: text.slice(text.indexOf('\r\n\r\n') + 4), sent });
+    });
+    const chunk = Buffer.alloc(64 * 1024);
+    const framed = (bytes: Buffer) => (chunked ? Buffer.concat([Buffer.from(`${bytes.byteLength.toString(16)}\r\n`), bytes, Buffer.from('\r\n')]) : bytes);
+    function sendBody() {
+      bodyStarted = true;
+      const until = Math.min(size, r.stallAfter ?? Infinity);
+      const pump = () => {
+        while (sent < until) {
+          if (socket.destroyed) return;
+          const n = Math.min(chunk.byteLength, until - sent);
+          sent += n;
+          if (!socket.write(framed(chunk.subarray(0, n)))) return void socket.once('drain', pump);
+        }
+        if (sent < size) return; // stalled on purpose: neither the rest nor the end
+        if (chunked) socket.write('0\r\n\r\n');
+        bodyDone = true;
+        hangUpWhenDone();
+      };
+      pump();
+    }
+    socket.write(head);
+    if (!expectContinue) sendBody();
+  });
+}
+
+const rawUpload = (r: Omit<RawRequest, 'host'>) => rawRequest({ host: new URL(base).host, ...r });
+
+function payloadTooLarge(r: RawAnswer, what: string): void {
+  assert.equal(r.status, 413, `${what}: ${r.body}`);
+  assert.equal((JSON.parse(r.body) as { error: { code: string } }).error.code, 'PAYLOAD_TOO_LARGE', what);
+}
+
+test('BAD INPUT - an oversized upload is 413 PAYLOAD_TOO_LARGE, every time, and leaves nothing behind, declared or streamed', async () => {
+  const artifactsBefore = readdirSync(join(dir, 'data', 'artifacts')).sort();
   const big = new Uint8Array(MAX_UPLOAD + 1);
   const declared = await upload(big);
   assert.equal(declared.status, 413);
   assert.equal(declared.body.error?.code, 'PAYLOAD_TOO_LARGE');
-  // no Content-Length: the limit is found while streaming
-  const streamed = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const url = new URL(`${base}/upload`);
-    const req = request(
-      { host: url.hostname, port: url.port, path: '/upload', method: 'POST', headers: { ...auth, 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' } },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    const chunk = new Uint8Array(256 * 1024);
-    let sent = 0;
-    const pump = () => {
-      while (sent <= MAX_UPLOAD + chunk.length) {
-        sent += chunk.length;
-        if (!req.write(chunk)) return void req.once('drain', pump);
-      }
-      req.end();
-    };
-    pump();
-  });
-  assert.equal(streamed.status, 413);
-  assert.equal((JSON.parse(streamed.body) as { error: { code: string } }).error.code, 'PAYLOAD_TOO_LARGE');
-  assert.deepEqual(readdirSync(join(dir, 'data', 'incoming')), []);
-  assert.ok(!readdirSync(join(dir, 'data', 'artifacts')).includes(sha256(big)));
+
+  // The body keeps coming while the server answers: each of these raced the server's close of the
+  // connection against the client's writes, and a client that lost saw ECONNRESET or EPIPE instead.
+  for (let i = 0; i < 20; i++) {
+    payloadTooLarge(await rawUpload({ size: MAX_UPLOAD + 1 + i * 4099 }), `declared length, try ${i}`);
+    // No Content-Length: the limit is found while streaming, part of the body already stored. The
+    // 8 MiB past the limit are more than the socket buffers hold, so the client is still writing
+    // when the answer goes out.
+    payloadTooLarge(await rawUpload({ size: MAX_UPLOAD + 8 * 1024 * 1024 + i * 4099, chunked: true }), `chunked, try ${i}`);
+  }
+  // the GraphQL endpoint refuses a body over its own limit (1 MiB) the same way
+  payloadTooLarge(await rawUpload({ path: '/graphql', size: 2 * 1024 * 1024 }), 'GraphQL body, declared length');
+  payloadTooLarge(await rawUpload({ path: '/graphql', size: 8 * 1024 * 1024, chunked: true }), 'GraphQL body, chunked');
+  // a client that asks first is refused before it sends a byte, and sends none
+  for (let i = 0; i < 5; i++) {
+    const r = await rawUpload({ size: MAX_UPLOAD + 1, expectContinue: true });
+    payloadTooLarge(r, `Expect: 100-continue, try ${i}`);
+    assert.equal(r.sent, 0, 'the body was asked for although its declared length is over the limit');
+  }
+  // and one within the limit still gets its 100 Continue and is stored
+  const small = new Uint8Array(1000); // rawUpload sends zeros
+  const asked = await rawUpload({ size: small.byteLength, expectContinue: true });
+  assert.equal(asked.status, 201, asked.body);
+  assert.equal(asked.sent, small.byteLength);
+  assert.equal((JSON.parse(asked.body) as { sha256: string }).sha256, sha256(small));
+
+  assert.deepEqual(readdirSync(join(dir, 'data', 'incoming')), [], 'a partial upload was left behind');
+  assert.deepEqual(
+    readdirSync(join(dir, 'data', 'artifacts'))
+      .filter((name) => name !== sha256(small))
+      .sort(),
+    artifactsBefore,
+    'the artifacts folder changed',
+  );
+  // what was stored before is untouched: still registered, still served byte for byte
+  const { models } = await ok<{ models: { id: string; sha256: string }[] }>('{ models { id sha256 } }');
+  const model = models.find((m) => m.id === ids.model);
+  assert.ok(model, 'the model registered earlier is gone');
+  const dl = await fetch(`${base}/artifacts/${model.sha256}`, { headers: auth });
+  assert.equal(dl.status, 200);
+  assert.equal(sha256(new Uint8Array(await dl.arrayBuffer())), model.sha256);
   assert.equal((await fetch(`${base}/healthz`)).status, 200);
+});
+
+test('a refused body is read only so far: a client that stalls, or never stops, is disconnected at a bound', async () => {
+  const limits = { maxBytes: 1024 * 1024, maxMs: 400 };
+  const seen = { bytes: 0, closedAfterMs: -1 };
+  const mini = createServer((req, res) => {
+    const started = Date.now();
+    seen.bytes = 0;
+    seen.closedAfterMs = -1;
+    req.on('data', (c: Buffer) => (seen.bytes += c.byteLength));
+    req.socket.once('close', () => (seen.closedAfterMs = Date.now() - started));
+    answer(req, res, 413, { error: { code: 'PAYLOAD_TOO_LARGE', message: 'too large' } }, limits);
+  });
+  await new Promise<void>((resolve) => mini.listen(0, '127.0.0.1', resolve));
+  const port = (mini.address() as AddressInfo).port;
+  const closed = async () => {
+    const deadline = Date.now() + 10_000;
+    while (seen.closedAfterMs < 0) {
+      assert.ok(Date.now() < deadline, 'the server never closed the connection');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return seen.closedAfterMs;
+  };
+  try {
+    // stalls: part of the declared body, then neither the rest nor a hang-up
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let received = '';
+    socket.on('data', (c: Buffer) => (received += c.toString('latin1')));
+    socket.on('error', () => undefined); // the server hangs up on it: that is the point
+    socket.write(`POST /upload HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${10 * 1024 * 1024}\r\n\r\n`);
+    socket.write(Buffer.alloc(100 * 1024));
+    const after = await closed();
+    socket.destroy();
+    assert.match(received, /^HTTP\/1\.1 413 /);
+    assert.match(received, /"PAYLOAD_TOO_LARGE"/);
+    assert.ok(after >= limits.maxMs - 20 && after < limits.maxMs + 3000, `closed after ${after} ms, the bound is ${limits.maxMs} ms`);
+
+    // never stops: it is answered, then cut off once the server has read a bounded amount
+    const endless = await rawRequest({ host: `127.0.0.1:${port}`, size: Infinity, chunked: true }).then(
+      () => assert.fail('an endless body was read to its end'),
+      (e: Error & { sent?: number; received?: Buffer }) => e,
+    );
+    assert.match(endless.received?.toString('latin1') ?? '', /^HTTP\/1\.1 413 /, endless.message);
+    await closed();
+    assert.ok(seen.bytes > limits.maxBytes && seen.bytes < limits.maxBytes + 1024 * 1024, `the server read ${seen.bytes} bytes, the bound is ${limits.maxBytes}`);
+  } finally {
+    mini.closeAllConnections();
+    await new Promise((resolve) => mini.close(resolve));
+  }
 });
 
 test('BAD INPUT - wrong content type, unknown ids, unknown artifacts, an impossible budget, and CSRF-prone requests', async () => {

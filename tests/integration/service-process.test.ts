@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CALIB_DATA, EVAL_DATA, fixtureModel, ROOT } from '../helpers/paths.js';
@@ -32,8 +32,8 @@ interface Service {
 }
 
 /** Starts main.js and waits for its "listening" log line. */
-async function start(): Promise<Service> {
-  const child = spawn(process.execPath, [MAIN], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+async function start(extra: Record<string, string> = {}): Promise<Service> {
+  const child = spawn(process.execPath, [MAIN], { env: env(extra), stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   let stderr = '';
@@ -139,6 +139,45 @@ test('SIGTERM stops a running job (INTERRUPTED); a crash leaves none running eit
     const twin = spawnSync(process.execPath, [MAIN], { env: env(), encoding: 'utf8', timeout: 20_000 });
     assert.equal(twin.status, 1, 'a second service on the same data directory refuses to start');
     assert.match(twin.stderr, /in use by another strata service/);
+  } finally {
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exited, 0);
+  }
+});
+
+test('LOCK - one service per data directory: a second start is refused naming the holder; a stop releases it; a killed one\'s lock is taken over', async () => {
+  const dataDir = join(dir, 'locked');
+  const lockFile = join(dataDir, 'strata.lock');
+  const holderPid = () => (JSON.parse(readFileSync(lockFile, 'utf8')) as { pid: number }).pid;
+  let s = await start({ STRATA_DATA_DIR: dataDir });
+  try {
+    assert.equal(holderPid(), s.child.pid);
+    const twin = spawnSync(process.execPath, [MAIN], { env: env({ STRATA_DATA_DIR: dataDir }), encoding: 'utf8', timeout: 20_000 });
+    assert.equal(twin.status, 1);
+    const lines = twin.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, twin.stderr);
+    assert.ok(
+      lines[0]!.startsWith(`strata: the data directory ${dataDir} is in use by another strata service (pid ${s.child.pid} on host `),
+      lines[0],
+    );
+    assert.ok(lines[0]!.endsWith(`if that service is no longer running, delete ${lockFile}`), lines[0]);
+    assert.equal((await fetch(`${s.url}/healthz`)).status, 200, 'the refused start disturbed the running service');
+  } finally {
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exited, 0);
+  }
+  assert.ok(!existsSync(lockFile), 'a graceful stop leaves the data directory locked');
+
+  s = await start({ STRATA_DATA_DIR: dataDir });
+  const killed = s.child.pid;
+  s.child.kill('SIGKILL');
+  await s.exited;
+  assert.equal(holderPid(), killed, 'a killed service leaves its lock');
+
+  s = await start({ STRATA_DATA_DIR: dataDir });
+  try {
+    assert.equal(holderPid(), s.child.pid, 'the stale lock was taken over');
+    assert.equal((await fetch(`${s.url}/readyz`)).status, 200);
   } finally {
     s.child.kill('SIGTERM');
     assert.equal(await s.exited, 0);

@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { DataDirLock } from '../store/data-dir-lock.js';
 import { StrataApp, type AppOptions } from './app.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
 
@@ -10,12 +11,20 @@ export interface RunningService {
 }
 
 export async function startService(config: Config, options: AppOptions = {}): Promise<RunningService> {
-  const app = await StrataApp.open(config, options);
+  // before anything reads the data directory: a second service must not even recover its jobs
+  const lock = DataDirLock.acquire(config.dataDir);
+  let app: StrataApp;
   let http: HttpServer;
   try {
-    http = await startHttpServer(app);
+    app = await StrataApp.open(config, options);
+    try {
+      http = await startHttpServer(app);
+    } catch (e) {
+      await app.close(0);
+      throw e;
+    }
   } catch (e) {
-    await app.close(0);
+    lock.release();
     throw e;
   }
   let closing: Promise<void> | undefined;
@@ -26,6 +35,9 @@ export async function startService(config: Config, options: AppOptions = {}): Pr
       (closing ??= (async () => {
         await http.close(config.shutdownGraceMs);
         await app.close(config.shutdownGraceMs);
+        // Only once the jobs have stopped writing: a service started next must not meet them. A
+        // close that fails keeps it until this process exits, after which it is stale.
+        lock.release();
       })()),
   };
 }

@@ -10,6 +10,7 @@ import type { StrataApp } from '../app.js';
 import { ErrorCode, httpStatusOf, JOB_ERROR_CODES } from '../error-code.js';
 import { errorFormatter } from '../errors.js';
 import { strataSchema } from '../schema.js';
+import { answer } from './answer.js';
 import { bearerMatches } from './auth.js';
 import { bodyChunks } from './body.js';
 
@@ -45,8 +46,16 @@ export async function startHttpServer(app: StrataApp): Promise<HttpServer> {
   let drained: (() => void) | undefined;
 
   const authorized = (header: string | undefined) => config.token === null || bearerMatches(header, config.token);
+  // Requests that sent `Expect: 100-continue` and wait for it before sending their body. They are
+  // told to go on only where a handler starts reading the body: every refusal before that point
+  // (token, type, declared length) reaches the client before it has sent a byte.
+  const awaitingContinue = new WeakSet<IncomingMessage>();
+  const bodyOf = (req: IncomingMessage, res: ServerResponse) => {
+    if (awaitingContinue.delete(req)) res.writeContinue();
+    return bodyChunks(req);
+  };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const started = process.hrtime.bigint();
     const url = new URL(req.url ?? '/', 'http://localhost');
     const route = routeOf(url.pathname);
@@ -62,11 +71,18 @@ export async function startHttpServer(app: StrataApp): Promise<HttpServer> {
     });
     if (draining) res.setHeader('Connection', 'close');
     handle(req, res, url, route).catch((e: unknown) => {
-      if (e instanceof HttpError) return sendError(res, e.status, e.code, e.message);
-      if (e instanceof StrataError) return sendError(res, httpStatusOf(JOB_ERROR_CODES[e.code]), JOB_ERROR_CODES[e.code], e.message);
+      if (e instanceof HttpError) return sendError(req, res, e.status, e.code, e.message);
+      if (e instanceof StrataError) return sendError(req, res, httpStatusOf(JOB_ERROR_CODES[e.code]), JOB_ERROR_CODES[e.code], e.message);
       app.log.error({ err: e, route }, 'unexpected error in a request');
-      sendError(res, 500, ErrorCode.INTERNAL_SERVER_ERROR, 'internal server error');
+      sendError(req, res, 500, ErrorCode.INTERNAL_SERVER_ERROR, 'internal server error');
     });
+  };
+  const server = createServer(onRequest);
+  // Without a listener Node answers 100 Continue at once, and a client then sends its whole body
+  // only to be refused.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    awaitingContinue.add(req);
+    onRequest(req, res);
   });
   // a large upload on a slow link takes minutes, more than Node's default allows a request
   server.requestTimeout = 60 * 60_000;
@@ -76,9 +92,9 @@ export async function startHttpServer(app: StrataApp): Promise<HttpServer> {
     const method = req.method ?? 'GET';
     switch (route) {
       case '/healthz':
-        return sendJson(res, 200, { status: 'ok' });
+        return answer(req, res, 200, { status: 'ok' });
       case '/readyz':
-        return draining || app.closing ? sendJson(res, 503, { status: 'shutting down' }) : sendJson(res, 200, { status: 'ready' });
+        return draining || app.closing ? answer(req, res, 503, { status: 'shutting down' }) : answer(req, res, 200, { status: 'ready' });
       case '/metrics': {
         const m = await app.metrics.text();
         res.writeHead(200, { 'Content-Type': m.contentType });
@@ -86,15 +102,15 @@ export async function startHttpServer(app: StrataApp): Promise<HttpServer> {
         return;
       }
       case '/graphql':
-        if (!authorized(req.headers.authorization)) return unauthenticated(res, true);
+        if (!authorized(req.headers.authorization)) return unauthenticated(req, res, true);
         return graphql(req, res, url);
       case '/upload':
         if (method !== 'POST') throw new HttpError(405, ErrorCode.BAD_REQUEST, 'POST the file as the request body');
-        if (!authorized(req.headers.authorization)) return unauthenticated(res, false);
+        if (!authorized(req.headers.authorization)) return unauthenticated(req, res, false);
         return upload(req, res);
       case '/artifacts':
         if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, ErrorCode.BAD_REQUEST, 'GET /artifacts/<sha256>');
-        if (!authorized(req.headers.authorization)) return unauthenticated(res, false);
+        if (!authorized(req.headers.authorization)) return unauthenticated(req, res, false);
         return download(res, url.pathname.slice('/artifacts/'.length), method === 'HEAD');
       default:
         throw new HttpError(404, ErrorCode.NOT_FOUND, `no route ${url.pathname}; the API is at /graphql`);
@@ -106,13 +122,14 @@ export async function startHttpServer(app: StrataApp): Promise<HttpServer> {
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
     let body: unknown;
     if (req.method === 'POST') {
-      const text = await readText(req, MAX_GRAPHQL_BODY);
+      if (Number(req.headers['content-length']) > MAX_GRAPHQL_BODY) throw graphqlBodyTooLarge();
+      const text = await readText(bodyOf(req, res));
       const type = headers.get('content-type') ?? '';
       if (type.startsWith('application/json')) {
         try {
           body = text === '' ? undefined : JSON.parse(text);
         } catch {
-          return sendGraphQLError(res, 400, ErrorCode.BAD_REQUEST, 'the request body is not valid JSON');
+          return sendGraphQLError(req, res, 400, ErrorCode.BAD_REQUEST, 'the request body is not valid JSON');
         }
       } else body = text;
     }
@@ -136,19 +153,14 @@ export async function startHttpServer(app: StrataApp): Promise<HttpServer> {
     if (type !== 'application/octet-stream') {
       throw new HttpError(415, ErrorCode.BAD_REQUEST, 'send the file as the raw body with Content-Type: application/octet-stream');
     }
-    const declared = Number(req.headers['content-length']);
-    try {
-      if (Number.isFinite(declared) && declared > config.maxUploadBytes) throw new PayloadTooLargeError(config.maxUploadBytes);
-      const stored = await app.artifacts.ingest(bodyChunks(req), config.maxUploadBytes);
-      app.log.info({ sha256: stored.sha256, size: stored.size }, 'upload stored');
-      sendJson(res, 201, stored);
-    } catch (e) {
-      if (!(e instanceof PayloadTooLargeError)) throw e;
-      // say so, then drop the connection rather than read the rest of an oversized body
-      res.setHeader('Connection', 'close');
-      sendError(res, 413, ErrorCode.PAYLOAD_TOO_LARGE, e.message);
-      req.resume();
-    }
+    // refused on the declared length before a byte of the body is read (or, with Expect:
+    // 100-continue, sent); a chunked body is measured as it streams in, and ingest() removes the
+    // part it wrote when the limit is crossed. Either way answer() reads the rest of the body away
+    // so that the client gets the 413.
+    if (Number(req.headers['content-length']) > config.maxUploadBytes) throw new PayloadTooLargeError(config.maxUploadBytes);
+    const stored = await app.artifacts.ingest(bodyOf(req, res), config.maxUploadBytes);
+    app.log.info({ sha256: stored.sha256, size: stored.size }, 'upload stored');
+    answer(req, res, 201, stored);
   }
 
   async function download(res: ServerResponse, sha256: string, headOnly: boolean): Promise<void> {
@@ -248,13 +260,11 @@ export async function startHttpServer(app: StrataApp): Promise<HttpServer> {
     },
   };
 
-  function unauthenticated(res: ServerResponse, asGraphQL: boolean): void {
+  function unauthenticated(req: IncomingMessage, res: ServerResponse, asGraphQL: boolean): void {
     res.setHeader('WWW-Authenticate', 'Bearer realm="strata"');
-    // an upload refused unread is not worth receiving: end the connection instead of draining it
-    if (!asGraphQL) res.setHeader('Connection', 'close');
     const message = 'missing or wrong bearer token: send "Authorization: Bearer <STRATA_TOKEN>"';
-    if (asGraphQL) sendGraphQLError(res, 401, ErrorCode.UNAUTHENTICATED, message);
-    else sendError(res, 401, ErrorCode.UNAUTHENTICATED, message);
+    if (asGraphQL) sendGraphQLError(req, res, 401, ErrorCode.UNAUTHENTICATED, message);
+    else sendError(req, res, 401, ErrorCode.UNAUTHENTICATED, message);
   }
 }
 
@@ -263,32 +273,26 @@ function routeOf(pathname: string): string {
   return ['/graphql', '/upload', '/healthz', '/readyz', '/metrics'].includes(pathname) ? pathname : 'other';
 }
 
-async function readText(req: IncomingMessage, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of bodyChunks(req)) {
-    size += c.byteLength;
-    if (size > limit) throw new HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE, `a GraphQL request body may be at most ${limit} bytes`);
-    chunks.push(Buffer.from(c));
-  }
-  return Buffer.concat(chunks).toString('utf8');
+function graphqlBodyTooLarge(): HttpError {
+  return new HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE, `a GraphQL request body may be at most ${MAX_GRAPHQL_BODY} bytes`);
 }
 
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  if (res.headersSent) {
-    res.end();
-    return;
+async function readText(chunks: AsyncIterable<Uint8Array>): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const c of chunks) {
+    size += c.byteLength;
+    if (size > MAX_GRAPHQL_BODY) throw graphqlBodyTooLarge();
+    parts.push(Buffer.from(c));
   }
-  const body = JSON.stringify(value);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
-  res.end(body);
+  return Buffer.concat(parts).toString('utf8');
 }
 
 /** Errors of the plain HTTP routes: one shape, the same codes as the API's. */
-function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  sendJson(res, status, { error: { code, message } });
+function sendError(req: IncomingMessage, res: ServerResponse, status: number, code: ErrorCode, message: string): void {
+  answer(req, res, status, { error: { code, message } });
 }
 
-function sendGraphQLError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  sendJson(res, status, { errors: [{ message, extensions: { code } }] });
+function sendGraphQLError(req: IncomingMessage, res: ServerResponse, status: number, code: ErrorCode, message: string): void {
+  answer(req, res, status, { errors: [{ message, extensions: { code } }] });
 }
