@@ -19890,14 +19890,17 @@ function parseInputs(read, workspace) {
   const data = file(required("data"));
   const evalGiven = read("eval-data").trim();
   const outputGiven = read("output-dir").trim() || "strata-models";
+  const budgets = parseBudgets(read("budgets").trim() || "0.9, 0.7, 0.5");
+  const planMethod = method(read("method").trim() || "sglp");
+  if (planMethod === "LAYERMERGE") checkLatencyBudgets(budgets);
   return {
     serviceUrl: url,
     token: read("token").trim(),
     model,
     data,
     evalData: evalGiven === "" ? data : file(evalGiven),
-    budgets: parseBudgets(read("budgets").trim() || "0.9, 0.7, 0.5"),
-    method: method(read("method").trim() || "sglp"),
+    budgets,
+    method: planMethod,
     samples: optionalInteger("samples", read("samples")),
     latencyBatch: optionalInteger("latency-batch", read("latency-batch")),
     maxAccuracyDrop: optionalNumber("max-accuracy-drop", read("max-accuracy-drop"), (v) => v >= 0, "a number of percentage points, 0 or more"),
@@ -19953,8 +19956,15 @@ function serviceUrl(text) {
   return url.href.replace(/\/+$/, "");
 }
 function method(text) {
-  if (!/^[a-z][a-z0-9_-]*$/i.test(text)) throw new InputError("method", `"${text}" is not a method name (e.g. sglp)`);
+  if (!/^[a-z][a-z0-9_-]*$/i.test(text)) throw new InputError("method", `"${text}" is not a method name (sglp or layermerge)`);
   return text.toUpperCase().replace(/-/g, "_");
+}
+function checkLatencyBudgets(budgets) {
+  for (const b of budgets) {
+    if (b.kind === "remove" || b.kind === "fraction") {
+      throw new InputError("budgets", `"${b.kind}:${b.value}": method layermerge takes latency budgets only, e.g. 0.7 or 12ms`);
+    }
+  }
 }
 function optionalInteger(name, text) {
   const t = text.trim();
@@ -20264,7 +20274,8 @@ function stubBlock(r) {
 }
 function summaryLine(r) {
   const accuracy = r.accuracyChangePt === null ? "" : `, accuracy ${pt(r.accuracyChangePt)}`;
-  return `<b>${escapeHtml(r.label)}</b>: ${plural(r.removed.length, "unit")} removed, ${plural(r.segments.length, "segment")}, ${x(r.speedup)}${accuracy}`;
+  const segments = r.segments.length > 0 ? `, ${plural(r.segments.length, "segment")}` : "";
+  return `<b>${escapeHtml(r.label)}</b>: ${plural(r.removed.length, "unit")} removed${segments}, ${x(r.speedup)}${accuracy}`;
 }
 function planLines(r) {
   const removed = new Set(r.removed);

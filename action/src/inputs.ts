@@ -49,14 +49,17 @@ export function parseInputs(read: (name: string) => string, workspace: string): 
   const data = file(required('data'));
   const evalGiven = read('eval-data').trim();
   const outputGiven = read('output-dir').trim() || 'strata-models';
+  const budgets = parseBudgets(read('budgets').trim() || '0.9, 0.7, 0.5');
+  const planMethod = method(read('method').trim() || 'sglp');
+  if (planMethod === 'LAYERMERGE') checkLatencyBudgets(budgets);
   return {
     serviceUrl: url,
     token: read('token').trim(),
     model,
     data,
     evalData: evalGiven === '' ? data : file(evalGiven),
-    budgets: parseBudgets(read('budgets').trim() || '0.9, 0.7, 0.5'),
-    method: method(read('method').trim() || 'sglp'),
+    budgets,
+    method: planMethod,
     samples: optionalInteger('samples', read('samples')),
     latencyBatch: optionalInteger('latency-batch', read('latency-batch')),
     maxAccuracyDrop: optionalNumber('max-accuracy-drop', read('max-accuracy-drop'), (v) => v >= 0, 'a number of percentage points, 0 or more'),
@@ -125,9 +128,22 @@ function serviceUrl(text: string): string {
   return url.href.replace(/\/+$/, '');
 }
 
+/** The service's `PlanMethod` enum value: `sglp` → SGLP, `layermerge` → LAYERMERGE. */
 function method(text: string): string {
-  if (!/^[a-z][a-z0-9_-]*$/i.test(text)) throw new InputError('method', `"${text}" is not a method name (e.g. sglp)`);
+  if (!/^[a-z][a-z0-9_-]*$/i.test(text)) throw new InputError('method', `"${text}" is not a method name (sglp or layermerge)`);
   return text.toUpperCase().replace(/-/g, '_');
+}
+
+/**
+ * LayerMerge trades latency and does not count units, so the service refuses `remove:` and
+ * `fraction:` budgets for it; saying so here spares the uploads.
+ */
+function checkLatencyBudgets(budgets: Budget[]): void {
+  for (const b of budgets) {
+    if (b.kind === 'remove' || b.kind === 'fraction') {
+      throw new InputError('budgets', `"${b.kind}:${b.value}": method layermerge takes latency budgets only, e.g. 0.7 or 12ms`);
+    }
+  }
 }
 
 function optionalInteger(name: string, text: string): number | null {

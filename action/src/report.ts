@@ -14,7 +14,7 @@ export const GITHUB_COMMENT_LIMIT = 65_536;
 export interface ReportData {
   /** the model path as the workflow gave it */
   model: string;
-  /** "SGLP" */
+  /** "SGLP", "LAYERMERGE" */
   method: string;
   /** the evaluation data path as given */
   evalData: string;
@@ -199,7 +199,9 @@ function stubBlock(r: ReportRow): string {
 
 function summaryLine(r: ReportRow): string {
   const accuracy = r.accuracyChangePt === null ? '' : `, accuracy ${pt(r.accuracyChangePt)}`;
-  return `<b>${escapeHtml(r.label)}</b>: ${plural(r.removed.length, 'unit')} removed, ${plural(r.segments.length, 'segment')}, ${x(r.speedup!)}${accuracy}`;
+  // LayerMerge plans have no segments: a count of none would only puzzle
+  const segments = r.segments.length > 0 ? `, ${plural(r.segments.length, 'segment')}` : '';
+  return `<b>${escapeHtml(r.label)}</b>: ${plural(r.removed.length, 'unit')} removed${segments}, ${x(r.speedup!)}${accuracy}`;
 }
 
 /** Each segment's units in order, removed ones as deleted diff lines (red on GitHub). */

@@ -343,6 +343,39 @@ test('a release whose commit came in without a pull request comments on the comm
   assert.equal(markerComments(github.commitComments.get(LONE_SHA)).length, 1);
 });
 
+test('method layermerge: the sweep plans with LayerMerge on the service, and the merged model it writes runs', { timeout: 300_000 }, async () => {
+  const seen = github.requests.length;
+  // gates off: whether merged kernels beat the convolutions they replace depends on the CPU
+  const run = await runAction({
+    ...baseInputs(),
+    method: 'layermerge',
+    budgets: '0.8, 0.01',
+    'latency-batch': '32',
+    'max-accuracy-drop': '',
+    'min-speedup': '',
+    comment: 'false',
+    'output-dir': 'strata-layermerge',
+  });
+  assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+  assert.deepEqual(errorLines(run), []);
+  assert.deepEqual(JSON.parse(run.outputs.models!), ['strata-layermerge/classifier-latency-0.8.onnx']);
+  const session = await ort.InferenceSession.create(join(workspace, run.outputs['best-model']!));
+  const out = await session.run({ input: new ort.Tensor('float32', new Float32Array(784).fill(0.1), [1, 1, 28, 28]) });
+  assert.deepEqual(out.logits!.dims, [1, 10]);
+  await session.release();
+  const report = readFileSync(join(workspace, run.outputs['report-path']!), 'utf8');
+  assert.match(report, /^<!-- strata-report -->\n### strata: `models\/classifier\.onnx`, LAYERMERGE over 2 budgets/);
+  assert.match(report, /<summary><b>latency ×0\.8<\/b>: \d+ units? removed, [\d.]+×/);
+  assert.match(report, /\| latency ×0\.01 \| — \| — \| — \| — \| — \| not met \|/);
+  assert.deepEqual(github.since(seen), [], 'comment: false posts nothing');
+});
+
+test('BAD INPUT - method layermerge with a count of units as a budget fails before anything is uploaded', { timeout: 60_000 }, async () => {
+  const run = await runAction({ ...baseInputs(), method: 'layermerge' });
+  assert.notEqual(run.code, 0);
+  assert.deepEqual(errorLines(run), ['::error::input `budgets`: "remove:3": method layermerge takes latency budgets only, e.g. 0.7 or 12ms']);
+});
+
 test('GATE - a speed-up below min-speedup fails the step; the report is still posted and names the gate', { timeout: 120_000 }, async () => {
   const run = await runAction({ ...baseInputs(), 'min-speedup': '50' });
   assert.notEqual(run.code, 0);

@@ -98,3 +98,18 @@ test('BAD INPUT - numbers', () => {
   rejects({ ...MINIMAL, comment: 'maybe' }, 'comment', /"maybe" is not true or false/);
   rejects({ ...MINIMAL, method: 'sglp; drop' }, 'method', /is not a method name/);
 });
+
+test('method layermerge is the service enum LAYERMERGE, with latency budgets', () => {
+  const i = parseInputs(read({ ...MINIMAL, method: 'layermerge', budgets: '0.8, 12ms' }), WORKSPACE);
+  assert.equal(i.method, 'LAYERMERGE');
+  assert.deepEqual(i.budgets, [
+    { kind: 'latency-fraction', value: 0.8 },
+    { kind: 'latency-ms', value: 12 },
+  ]);
+  assert.equal(parseInputs(read({ ...MINIMAL, method: 'LayerMerge' }), WORKSPACE).method, 'LAYERMERGE');
+});
+
+test('BAD INPUT - layermerge with a count of units or a fraction of them as a budget', () => {
+  rejects({ ...MINIMAL, method: 'layermerge', budgets: '0.8, remove:3' }, 'budgets', /"remove:3": method layermerge takes latency budgets only/);
+  rejects({ ...MINIMAL, method: 'layermerge', budgets: 'fraction:0.25' }, 'budgets', /"fraction:0\.25": method layermerge takes latency budgets only/);
+});

@@ -211,6 +211,16 @@ test('plan details: one collapsible block per measured budget, removed units as 
   ]);
 });
 
+test('a LayerMerge plan (no segments): the summary counts no segments, and its removed convolutions and activations are deleted lines', () => {
+  const removed = ['conv10', 'activation9', 'conv12'];
+  const md = renderReport(report([point({ value: 0.8, speedup: 1.2, accuracy: 0.9, removed, segments: [] })], undefined, { method: 'LAYERMERGE' }));
+  assert.match(md.split('\n')[1]!, /^### strata: `models\/classifier\.onnx`, LAYERMERGE over 1 budget$/);
+  const block = md.slice(md.indexOf('<summary>'));
+  assert.match(block, /^<summary><b>latency ×0\.8<\/b>: 3 units removed, 1\.20×, accuracy −1\.90 pt<\/summary>/);
+  const diff = block.slice(block.indexOf('```diff') + 8, block.indexOf('\n```\n'));
+  assert.deepEqual(diff.split('\n'), removed.map((u) => `- ${u}`));
+});
+
 test('a failed gate stands out at the top and names the input, the limit and the figure; a passed one is a line', () => {
   const md = renderReport(report(THREE, { maxAccuracyDrop: 1, minSpeedup: 2 }));
   assert.match(md, /> \[!CAUTION\]\n> ❌ \*\*Gate failed: `min-speedup: 2`\*\*: the best speed-up within the accuracy limit is 1\.43× \(latency ×0\.7\), below the required 2\.00×\./);

@@ -18,20 +18,25 @@ test('schema.graphql starts with its generated-file header and is sorted', () =>
   assert.deepEqual(typeNames, [...typeNames].sort());
 });
 
-test('the plan method enum offers what is built (SGLP) and nothing more', () => {
+test('the plan method enum offers what is built (SGLP, LAYERMERGE) and nothing more', () => {
   const method = strataSchema().getType('PlanMethod');
   assert.ok(method && isEnumType(method));
   assert.deepEqual(
     method.getValues().map((v) => v.name),
-    ['SGLP'],
+    ['SGLP', 'LAYERMERGE'],
   );
-  assert.doesNotMatch(schemaFileText(), /layer ?merge/i);
+  const variant = strataSchema().getType('LayerMergeVariant');
+  assert.ok(variant && isEnumType(variant));
+  assert.deepEqual(
+    variant.getValues().map((v) => v.name),
+    ['LAYERMERGE', 'LAYER_ONLY', 'MERGE_ONLY'],
+  );
 });
 
 test('every operation the issue names is in the schema', () => {
   const s = strataSchema();
   const fields = (t: 'Query' | 'Mutation' | 'Subscription') => Object.keys((s.getType(t) as GraphQLObjectType).getFields());
-  for (const q of ['models', 'model', 'datasets', 'dataset', 'job', 'jobs', 'structure', 'similarity', 'segments', 'plan', 'tradeoff']) assert.ok(fields('Query').includes(q), q);
+  for (const q of ['models', 'model', 'datasets', 'dataset', 'job', 'jobs', 'structure', 'similarity', 'segments', 'layerMergeTables', 'plan', 'tradeoff']) assert.ok(fields('Query').includes(q), q);
   for (const m of ['registerModel', 'registerModelFile', 'registerDataset', 'registerDatasetFile', 'compress', 'cancelJob']) assert.ok(fields('Mutation').includes(m), m);
   assert.deepEqual(fields('Subscription'), ['jobUpdated']);
 });

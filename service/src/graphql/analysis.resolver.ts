@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Arg, Mutation, Query, Resolver } from 'type-graphql';
-import { AnalysisInput, CompressInput, PlanInput, SegmentsInput, StructureInput, TradeoffInput } from './analysis.input.js';
+import { AnalysisInput, CompressInput, LayerMergeTablesInput, PlanInput, SegmentsInput, StructureInput, TradeoffInput } from './analysis.input.js';
 import type { Services } from './context.js';
 import { JobType, jobView } from './job.type.js';
 
@@ -25,6 +25,13 @@ export class AnalysisResolver {
   @Query(() => JobType, { description: 'Fisher optimal segmentation of the layers by CKA similarity' })
   segments(@Arg('input', () => SegmentsInput) input: SegmentsInput): JobType {
     return jobView(this.services.analysis.segments(input));
+  }
+
+  @Query(() => JobType, {
+    description: "LayerMerge's latency and importance tables: every candidate block's measured latency and its importance on the calibration data",
+  })
+  layerMergeTables(@Arg('input', () => LayerMergeTablesInput) input: LayerMergeTablesInput): JobType {
+    return jobView(this.services.analysis.layerMergeTables(input));
   }
 
   @Query(() => JobType, { description: 'a prune plan for a method and a budget (a latency budget the model cannot reach fails BUDGET_INFEASIBLE)' })

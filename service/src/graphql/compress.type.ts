@@ -15,10 +15,37 @@ export class ArtifactType {
   url!: string;
 }
 
+@ObjectType('MergedConv', { description: 'a convolution a LAYERMERGE plan put in place of a block of the conv chain' })
+export class MergedConvType {
+  @Field(() => Int, { description: 'the block (i, j] over chain positions' })
+  i!: number;
+
+  @Field(() => Int)
+  j!: number;
+
+  @Field(() => [String], { description: 'the original convolutions merged into it, in order' })
+  from!: string[];
+
+  @Field(() => Int)
+  kh!: number;
+
+  @Field(() => Int)
+  kw!: number;
+
+  @Field(() => [String], { description: 'residual Adds folded into its kernel' })
+  foldedSkips!: string[];
+
+  @Field(() => Boolean, { description: 'its weights were refit by least squares' })
+  refit!: boolean;
+}
+
 @ObjectType('CompressionReport', { description: 'a compressed model measured against its original' })
 export class CompressionReportType {
-  @Field(() => [String])
+  @Field(() => [String], { description: 'ids of the units removed (LAYERMERGE: convolutions and activations)' })
   removed!: string[];
+
+  @Field(() => [MergedConvType], { description: 'LAYERMERGE: the merged convolutions; empty for SGLP' })
+  merged!: MergedConvType[];
 
   @Field(() => Int)
   removedNodes!: number;
@@ -120,7 +147,8 @@ export function artifactView(a: ArtifactRef): ArtifactType {
 }
 
 function reportView(r: CompressionReport): CompressionReportType {
-  return { ...r };
+  // reports stored before LayerMerge have no `merged`: they merged nothing
+  return { ...r, merged: r.merged ?? [] };
 }
 
 export function compressView(r: CompressResult): CompressResultType {

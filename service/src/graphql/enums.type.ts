@@ -17,6 +17,7 @@ export enum JobKindEnum {
   STRUCTURE = 'structure',
   SIMILARITY = 'similarity',
   SEGMENTS = 'segments',
+  TABLES = 'tables',
   PLAN = 'plan',
   TRADEOFF = 'tradeoff',
   COMPRESS = 'compress',
@@ -26,10 +27,31 @@ registerEnumType(JobKindEnum, { name: 'JobKind' });
 /** Planning methods this service has; each new method is a new value here. */
 export enum PlanMethodEnum {
   SGLP = 'sglp',
+  LAYERMERGE = 'layermerge',
 }
 registerEnumType(PlanMethodEnum, {
   name: 'PlanMethod',
-  valuesConfig: { SGLP: { description: 'segments by CKA similarity (Fisher optimal segmentation), least important layers removed inside each' } },
+  valuesConfig: {
+    SGLP: { description: 'segments by CKA similarity (Fisher optimal segmentation), least important layers removed inside each' },
+    LAYERMERGE: {
+      description:
+        'activations and convolutions removed so consecutive convolutions merge into one, chosen exactly by dynamic programming over measured latency and importance tables; latency budgets only',
+    },
+  },
+});
+
+export enum LayerMergeVariantEnum {
+  LAYERMERGE = 'layermerge',
+  LAYER_ONLY = 'layer-only',
+  MERGE_ONLY = 'merge-only',
+}
+registerEnumType(LayerMergeVariantEnum, {
+  name: 'LayerMergeVariant',
+  valuesConfig: {
+    LAYERMERGE: { description: 'remove convolutions and activations, and merge what remains' },
+    LAYER_ONLY: { description: 'remove convolutions and activations only: every block keeps at most one convolution' },
+    MERGE_ONLY: { description: 'remove activations and merge: every block keeps all its convolutions' },
+  },
 });
 
 export enum CkaEstimatorEnum {

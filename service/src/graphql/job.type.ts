@@ -8,6 +8,7 @@ import { ErrorCode, JOB_ERROR_CODES } from './error-code.js';
 import { PlanResultType, planView } from './plan.type.js';
 import { SegmentsResultType, segmentsView, SimilarityResultType, similarityView } from './similarity.type.js';
 import { StructureResultType, structureView } from './structure.type.js';
+import { LayerMergeTablesResultType, tablesView } from './tables.type.js';
 
 @ObjectType('JobProgress')
 export class JobProgressType {
@@ -30,12 +31,20 @@ export class JobErrorType {
   message!: string;
 }
 
-type ResultView = StructureResultType | SimilarityResultType | SegmentsResultType | PlanResultType | TradeoffResultType | CompressResultType;
+type ResultView =
+  | StructureResultType
+  | SimilarityResultType
+  | SegmentsResultType
+  | LayerMergeTablesResultType
+  | PlanResultType
+  | TradeoffResultType
+  | CompressResultType;
 
 export const JobResultUnion = createUnionType({
   name: 'JobResult',
   description: "a finished job's result; its type follows the job's kind",
-  types: () => [StructureResultType, SimilarityResultType, SegmentsResultType, PlanResultType, TradeoffResultType, CompressResultType] as const,
+  types: () =>
+    [StructureResultType, SimilarityResultType, SegmentsResultType, LayerMergeTablesResultType, PlanResultType, TradeoffResultType, CompressResultType] as const,
   resolveType: (value: ResultView) => {
     switch (value.kind) {
       case 'structure':
@@ -44,6 +53,8 @@ export const JobResultUnion = createUnionType({
         return SimilarityResultType;
       case 'segments':
         return SegmentsResultType;
+      case 'tables':
+        return LayerMergeTablesResultType;
       case 'plan':
         return PlanResultType;
       case 'tradeoff':
@@ -94,6 +105,8 @@ function resultView(r: JobResult): ResultView {
       return similarityView(r);
     case 'segments':
       return segmentsView(r);
+    case 'tables':
+      return tablesView(r);
     case 'plan':
       return planView(r);
     case 'tradeoff':

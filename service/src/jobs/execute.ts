@@ -4,16 +4,19 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BudgetInfeasibleError, InvalidArgumentError, UnreachableCaseError } from '../core/errors.js';
+import { BudgetInfeasibleError, InvalidArgumentError, StrataError, UnreachableCaseError } from '../core/errors.js';
+import type { TablesDoc } from '../core/layermerge/tables.js';
 import { GraphIndex } from '../core/onnx/graph.js';
 import { bindInputShapes, modelSignature } from '../core/onnx/io.js';
 import type { PlanDocument } from '../core/plan/plan.js';
 import type { SglpBudget } from '../core/sglp/plan.js';
 import { checkOperators, discoverStructure } from '../core/structure/discover.js';
-import { applyPlan, measureCompression } from '../runtime/analysis/compress.js';
+import { applyPlan, measureCompression, type CompressResult as AppliedPlan } from '../runtime/analysis/compress.js';
 import { datasetInputShapes, modelContext } from '../runtime/analysis/model-context.js';
 import { analyzeSglp, segmentLayers, sglpPlanFromAnalysis, similarityOfLayers, type SglpAnalysis, type SimilarityStepOptions } from '../runtime/analysis/sglp.js';
 import { openDataset, type Dataset } from '../runtime/dataset.js';
+import { analyzeLayerMerge, layerMergePlanFromAnalysis, tablesDocument, type LayerMergeAnalysis, type LayerMergeAnalysisOptions } from '../runtime/layermerge/analysis.js';
+import { applyLayerMergePlan } from '../runtime/layermerge/apply.js';
 import { loadModelFile, type LoadedModel } from '../runtime/model-file.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { tensorShapes } from '../runtime/shape-probe.js';
@@ -25,6 +28,9 @@ import type {
   CompressionReport,
   JobResult,
   JobSpec,
+  LayerMergeAnalysisInput,
+  LayerMergeTablesInput,
+  MergedConv,
   RuntimeChoice,
   SglpAnalysisInput,
   SimilarityInput,
@@ -76,19 +82,57 @@ export async function executeJob(spec: JobSpec, ctx: ExecutionContext): Promise<
         costCurve: r.costCurve,
       };
     }
+    case 'tables': {
+      const analysis = await layerMergeAnalysis(model(), await dataset(spec.input.datasetSha256), spec.input, spec, session, ctx);
+      ctx.onProgress('done', 1);
+      return { kind: 'tables', tables: tablesDocument(analysis) };
+    }
     case 'plan': {
-      const loaded = model();
-      const analysis = await sglpAnalysis(loaded, await dataset(spec.input.datasetSha256), spec.input, spec, session, ctx);
-      const plan = sglpPlanFromAnalysis(analysis, spec.input.budget);
+      const input = spec.input;
+      const data = await dataset(input.datasetSha256);
+      let plan: PlanDocument;
+      switch (input.method) {
+        case 'sglp':
+          plan = sglpPlanFromAnalysis(await sglpAnalysis(model(), data, input, spec, session, ctx), input.budget);
+          break;
+        case 'layermerge': {
+          const analysis = await layerMergeAnalysis(model(), data, input, spec, session, ctx);
+          plan = await layerMergePlanFromAnalysis(analysis, input.budget, layerMergePlanOptions(input, data, session, ctx.onProgress));
+          break;
+        }
+        default:
+          throw new UnreachableCaseError(input);
+      }
       ctx.onProgress('done', 1);
       return { kind: 'plan', plan };
     }
     case 'tradeoff': {
+      const input = spec.input;
       const loaded = model();
-      const analysis = await sglpAnalysis(loaded, await dataset(spec.input.datasetSha256), spec.input, spec, session, ctx);
-      const evalData = spec.input.evalDatasetSha256 === null ? undefined : await dataset(spec.input.evalDatasetSha256);
-      const points = await tradeoff(loaded, analysis, spec.input.budgets, evalData, artifacts, session, ctx);
-      return { kind: 'tradeoff', baselineLatencyMs: analysis.latency.baseline.medianMs, latencyBatch: analysis.latencyBatch, points };
+      const data = await dataset(input.datasetSha256);
+      const evalData = input.evalDatasetSha256 === null ? undefined : await dataset(input.evalDatasetSha256);
+      switch (input.method) {
+        case 'sglp': {
+          const analysis = await sglpAnalysis(loaded, data, input, spec, session, ctx);
+          const points = await tradeoff(loaded, input.budgets, async (b) => sglpPlanFromAnalysis(analysis, b), evalData, artifacts, session, ctx);
+          return { kind: 'tradeoff', baselineLatencyMs: analysis.latency.baseline.medianMs, latencyBatch: analysis.latencyBatch, points };
+        }
+        case 'layermerge': {
+          const analysis = await layerMergeAnalysis(loaded, data, input, spec, session, ctx);
+          const points = await tradeoff(
+            loaded,
+            input.budgets,
+            (b, step) => layerMergePlanFromAnalysis(analysis, b, layerMergePlanOptions(input, data, session, step)),
+            evalData,
+            artifacts,
+            session,
+            ctx,
+          );
+          return { kind: 'tradeoff', baselineLatencyMs: analysis.latency.originalMs, latencyBatch: analysis.latency.batch, points };
+        }
+        default:
+          throw new UnreachableCaseError(input);
+      }
     }
     case 'compress': {
       const evalData = spec.input.evalDatasetSha256 === null ? undefined : await dataset(spec.input.evalDatasetSha256);
@@ -179,24 +223,88 @@ async function sglpAnalysis(
   return analysis;
 }
 
-async function tradeoff(
+/**
+ * LayerMerge's tables (every candidate block's latency and importance) are what its plans cost,
+ * as SGLP's analysis is for SGLP: kept in the data directory by their inputs, as the document
+ * `strata tables -o` writes, and read back the way `strata plan --tables` reads one, so a plan for
+ * another budget or variant, a sweep, or the tables query measures nothing again.
+ */
+async function layerMergeAnalysis(
   loaded: LoadedModel,
-  analysis: SglpAnalysis,
-  budgets: SglpBudget[],
+  dataset: Dataset,
+  input: LayerMergeTablesInput,
+  runtime: RuntimeChoice,
+  session: SessionOptions,
+  ctx: ExecutionContext,
+): Promise<LayerMergeAnalysis> {
+  const folder = join(ctx.dataDir, 'analyses');
+  const key = cacheKey({
+    method: 'layermerge',
+    model: input.modelSha256,
+    data: input.datasetSha256,
+    samples: input.samples,
+    batchSize: input.batchSize,
+    latencyBatch: input.latencyBatch,
+    maxKernel: input.maxKernel,
+    refit: input.refit,
+    ridge: input.ridge,
+    provider: runtime.provider,
+    threads: runtime.threads,
+  });
+  const file = join(folder, `${key}.json`);
+  const options: LayerMergeAnalysisOptions = {
+    ...(input.samples === null ? {} : { samples: input.samples }),
+    batchSize: input.batchSize,
+    latencyBatch: input.latencyBatch,
+    maxKernel: input.maxKernel,
+    refit: input.refit,
+    ...(input.ridge === null ? {} : { ridge: input.ridge }),
+    session,
+    onProgress: ctx.onProgress,
+  };
+  if (existsSync(file)) {
+    const tables = JSON.parse(readFileSync(file, 'utf8')) as TablesDoc;
+    try {
+      const analysis = await analyzeLayerMerge(loaded, dataset, { ...options, tables });
+      ctx.onProgress('analysis', 1, 'reused');
+      return analysis;
+    } catch (e) {
+      // tables kept by an earlier strata whose chain rules found other candidates: measure again
+      // (and replace them) rather than fail a request that is valid today
+      if (!(e instanceof StrataError && e.details.parameter === '--tables')) throw e;
+    }
+  }
+  const analysis = await analyzeLayerMerge(loaded, dataset, options);
+  mkdirSync(folder, { recursive: true });
+  writeFileAtomic(file, JSON.stringify(tablesDocument(analysis)));
+  return analysis;
+}
+
+function layerMergePlanOptions(input: LayerMergeAnalysisInput, dataset: Dataset, session: SessionOptions, onProgress: ProgressReporter) {
+  // the calibration data is read only with refit: the chosen blocks are refit in sequence
+  return { variant: input.variant, quantumMs: input.quantumMs, refit: input.refit, dataset, session, onProgress };
+}
+
+type Planner<B extends SglpBudget> = (budget: B, step: ProgressReporter) => Promise<PlanDocument>;
+
+async function tradeoff<B extends SglpBudget>(
+  loaded: LoadedModel,
+  budgets: B[],
+  planFor: Planner<B>,
   evalData: Dataset | undefined,
   artifacts: ArtifactStore,
   session: SessionOptions,
   ctx: ExecutionContext,
 ): Promise<TradeoffPoint[]> {
   const points: TradeoffPoint[] = [];
-  // budgets that pick the same units share one compressed model and one measurement
+  // budgets whose plans change the model alike share one compressed model and one measurement
   const measured = new Map<string, { artifact: ArtifactRef; report: CompressionReport }>();
   for (const [i, budget] of budgets.entries()) {
     const step: ProgressReporter = (phase, fraction, message) =>
       ctx.onProgress(`budget ${i + 1}/${budgets.length}: ${phase}`, fraction, message);
     let plan: PlanDocument;
     try {
-      plan = sglpPlanFromAnalysis(analysis, budget);
+      plan = await planFor(budget, step);
     } catch (e) {
       if (e instanceof BudgetInfeasibleError || (e instanceof InvalidArgumentError && e.details.parameter === 'budget')) {
         points.push({ budget, feasible: false, reason: e.message });
@@ -204,7 +312,7 @@ async function tradeoff(
       }
       throw e;
     }
-    const key = [...plan.remove].sort().join('\n');
+    const key = planEffect(plan);
     let m = measured.get(key);
     if (!m) {
       m = await compress(loaded, plan, evalData, artifacts, session, step);
@@ -213,6 +321,41 @@ async function tradeoff(
     points.push({ budget, feasible: true, plan, artifact: m.artifact, report: { ...m.report, predictedRatio: plan.predictedLatencyMs / plan.baselineLatencyMs } });
   }
   return points;
+}
+
+/** What applying a plan does to the model, as a string: equal strings give the same compressed model. */
+function planEffect(plan: PlanDocument): string {
+  switch (plan.method) {
+    case 'sglp':
+      return [...plan.remove].sort().join('\n');
+    case 'layermerge': {
+      // the tiling, not the removed ids: merges differ where the same units go; refit weights are
+      // fitted on the whole tiling in sequence, so the same tiling gets the same weights
+      const lm = plan.layermerge!;
+      return JSON.stringify({ refit: lm.refit, blocks: lm.blocks.map((b) => [b.i, b.j, b.kept]) });
+    }
+    default:
+      throw new UnreachableCaseError(plan.method);
+  }
+}
+
+function applyByMethod(loaded: LoadedModel, plan: PlanDocument, evalData: Dataset | undefined): Promise<AppliedPlan> {
+  switch (plan.method) {
+    case 'sglp':
+      return applyPlan(loaded, plan, evalData);
+    case 'layermerge':
+      return applyLayerMergePlan(loaded, plan, evalData);
+    default:
+      throw new UnreachableCaseError(plan.method);
+  }
+}
+
+/** The convolutions a LayerMerge plan puts in place of the blocks it changes. */
+function mergedConvs(plan: PlanDocument): MergedConv[] {
+  if (plan.method !== 'layermerge' || !plan.layermerge) return [];
+  return plan.layermerge.blocks
+    .filter((b) => !b.unchanged && b.k > 0)
+    .map((b) => ({ i: b.i, j: b.j, from: b.keptIds, kh: b.kh, kw: b.kw, foldedSkips: b.foldedSkips, refit: b.refit }));
 }
 
 async function compress(
@@ -224,7 +367,7 @@ async function compress(
   onProgress: ProgressReporter,
 ): Promise<{ artifact: ArtifactRef; report: CompressionReport }> {
   onProgress('compressing');
-  const result = await applyPlan(loaded, plan, evalData);
+  const result = await applyByMethod(loaded, plan, evalData);
   const artifact = artifacts.put(result.bytes);
   const shapes = evalData
     ? datasetInputShapes(loaded.model, evalData, plan.latencyBatch)
@@ -234,6 +377,7 @@ async function compress(
     artifact,
     report: {
       removed: result.removed,
+      merged: mergedConvs(plan),
       removedNodes: result.removedNodes,
       parametersBefore: result.parametersBefore,
       parametersAfter: result.parametersAfter,

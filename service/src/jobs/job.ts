@@ -5,6 +5,8 @@
  */
 import type { ErrorCode } from '../core/errors.js';
 import type { ImportanceMeasure } from '../core/importance/measures.js';
+import type { LayerMergeVariant } from '../core/layermerge/dp.js';
+import type { LayerMergeBudget, TablesDoc } from '../core/layermerge/tables.js';
 import type { PlanDocument } from '../core/plan/plan.js';
 import type { SegmentCost } from '../core/segment/fisher.js';
 import type { SglpBudget } from '../core/sglp/plan.js';
@@ -12,8 +14,8 @@ import type { HsicEstimator } from '../core/similarity/cka.js';
 import type { Unit } from '../core/structure/unit.js';
 import type { Provider } from '../runtime/session.js';
 
-export type JobKind = 'structure' | 'similarity' | 'segments' | 'plan' | 'tradeoff' | 'compress';
-export const JOB_KINDS: readonly JobKind[] = ['structure', 'similarity', 'segments', 'plan', 'tradeoff', 'compress'];
+export type JobKind = 'structure' | 'similarity' | 'segments' | 'tables' | 'plan' | 'tradeoff' | 'compress';
+export const JOB_KINDS: readonly JobKind[] = ['structure', 'similarity', 'segments', 'tables', 'plan', 'tradeoff', 'compress'];
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -49,25 +51,47 @@ export interface SegmentsInput extends SimilarityInput {
   cost: SegmentCost;
 }
 
-export type PlanMethod = 'sglp';
+export type PlanMethod = 'sglp' | 'layermerge';
 
 /** What an SGLP analysis depends on: a plan for any budget is instant once this is computed. */
 export interface SglpAnalysisInput extends SegmentsInput {
-  method: PlanMethod;
+  method: 'sglp';
   importance: ImportanceMeasure;
   keepPerSegment: number;
   latencyBatch: number;
 }
 
-export interface PlanInput extends SglpAnalysisInput {
-  budget: SglpBudget;
+/**
+ * What LayerMerge's latency and importance tables depend on: plans for any budget and variant are
+ * instant once they exist.
+ */
+export interface LayerMergeTablesInput {
+  modelSha256: string;
+  datasetSha256: string;
+  samples: number | null;
+  /** batch size of the importance passes */
+  batchSize: number;
+  latencyBatch: number;
+  maxKernel: number;
+  /** also refit merged convolutions and score the refits (and, in a plan, emit refit weights) */
+  refit: boolean;
+  /** null without refit: the ridge shapes nothing else, so it must not split the cache */
+  ridge: number | null;
 }
 
-export interface TradeoffInput extends SglpAnalysisInput {
-  budgets: SglpBudget[];
+export interface LayerMergeAnalysisInput extends LayerMergeTablesInput {
+  method: 'layermerge';
+  variant: LayerMergeVariant;
+  quantumMs: number;
+}
+
+/** LayerMerge plans only under latency budgets: its DP trades latency, it does not count units. */
+export type PlanInput = (SglpAnalysisInput & { budget: SglpBudget }) | (LayerMergeAnalysisInput & { budget: LayerMergeBudget });
+
+export type TradeoffInput = ((SglpAnalysisInput & { budgets: SglpBudget[] }) | (LayerMergeAnalysisInput & { budgets: LayerMergeBudget[] })) & {
   /** labelled data each compressed model is evaluated on; none: latency only */
   evalDatasetSha256: string | null;
-}
+};
 
 export interface CompressInput {
   modelSha256: string;
@@ -80,6 +104,7 @@ export type JobSpec = RuntimeChoice &
     | { kind: 'structure'; input: StructureInput }
     | { kind: 'similarity'; input: SimilarityInput }
     | { kind: 'segments'; input: SegmentsInput }
+    | { kind: 'tables'; input: LayerMergeTablesInput }
     | { kind: 'plan'; input: PlanInput }
     | { kind: 'tradeoff'; input: TradeoffInput }
     | { kind: 'compress'; input: CompressInput }
@@ -113,14 +138,36 @@ export interface SegmentsResult {
   costCurve: number[];
 }
 
+export interface TablesResult {
+  kind: 'tables';
+  /** as `strata tables -o` writes them: `strata plan --method layermerge --tables` reads this */
+  tables: TablesDoc;
+}
+
 export interface PlanResult {
   kind: 'plan';
   plan: PlanDocument;
 }
 
+/** A convolution a LayerMerge plan emits in place of a changed block. */
+export interface MergedConv {
+  /** the block (i, j] over chain positions */
+  i: number;
+  j: number;
+  /** the original convs merged into it, in order */
+  from: string[];
+  kh: number;
+  kw: number;
+  /** residual Adds folded into its kernel */
+  foldedSkips: string[];
+  refit: boolean;
+}
+
 /** A compressed model measured against its original. */
 export interface CompressionReport {
   removed: string[];
+  /** LayerMerge: the convolutions its changed blocks became; empty for SGLP, absent from reports stored before LayerMerge */
+  merged?: MergedConv[];
   removedNodes: number;
   parametersBefore: number;
   parametersAfter: number;
@@ -162,7 +209,7 @@ export interface TradeoffResult {
   points: TradeoffPoint[];
 }
 
-export type JobResult = StructureResult | SimilarityResult | SegmentsResult | PlanResult | TradeoffResult | CompressResult;
+export type JobResult = StructureResult | SimilarityResult | SegmentsResult | TablesResult | PlanResult | TradeoffResult | CompressResult;
 
 /** Failures a job can end with: the domain's codes, and what can happen to the process running it. */
 export type JobErrorCode = ErrorCode | 'JOB_TIMEOUT' | 'WORKER_CRASHED' | 'INTERRUPTED' | 'INTERNAL_SERVER_ERROR';
