@@ -19893,6 +19893,7 @@ function parseInputs(read, workspace) {
   const budgets = parseBudgets(read("budgets").trim() || "0.9, 0.7, 0.5");
   const planMethod = method(read("method").trim() || "sglp");
   if (planMethod === "LAYERMERGE") checkLatencyBudgets(budgets);
+  const layerMerge = layerMergeOptions(read, planMethod);
   return {
     serviceUrl: url,
     token: read("token").trim(),
@@ -19901,6 +19902,7 @@ function parseInputs(read, workspace) {
     evalData: evalGiven === "" ? data : file(evalGiven),
     budgets,
     method: planMethod,
+    layerMerge,
     samples: optionalInteger("samples", read("samples")),
     latencyBatch: optionalInteger("latency-batch", read("latency-batch")),
     maxAccuracyDrop: optionalNumber("max-accuracy-drop", read("max-accuracy-drop"), (v) => v >= 0, "a number of percentage points, 0 or more"),
@@ -19965,6 +19967,32 @@ function checkLatencyBudgets(budgets) {
       throw new InputError("budgets", `"${b.kind}:${b.value}": method layermerge takes latency budgets only, e.g. 0.7 or 12ms`);
     }
   }
+}
+var LAYERMERGE_DEFAULTS = { variant: "layermerge", refit: "true", quantumMs: "" };
+var LAYERMERGE_VARIANTS = ["layermerge", "layer-only", "merge-only"];
+function layerMergeOptions(read, planMethod) {
+  const given = {
+    variant: read("layermerge-variant").trim(),
+    refit: read("layermerge-refit").trim(),
+    quantumMs: read("layermerge-quantum-ms").trim()
+  };
+  const variant = (given.variant || LAYERMERGE_DEFAULTS.variant).toLowerCase().replace(/_/g, "-");
+  if (!LAYERMERGE_VARIANTS.includes(variant)) {
+    throw new InputError("layermerge-variant", `"${given.variant}" is not a LayerMerge variant: layermerge, layer-only or merge-only`);
+  }
+  const refit = bool("layermerge-refit", given.refit || LAYERMERGE_DEFAULTS.refit);
+  const quantumMs = optionalNumber("layermerge-quantum-ms", given.quantumMs, (v) => v > 0, "a positive number of milliseconds, e.g. 0.1");
+  if (planMethod !== "LAYERMERGE") {
+    const method2 = planMethod.toLowerCase().replace(/_/g, "-");
+    const refuse = (name, text) => {
+      throw new InputError(name, `"${text}" applies to method layermerge only, and method is ${method2}: leave it out or set method: layermerge`);
+    };
+    if (variant !== LAYERMERGE_DEFAULTS.variant) refuse("layermerge-variant", given.variant);
+    if (!refit) refuse("layermerge-refit", given.refit);
+    if (quantumMs !== null) refuse("layermerge-quantum-ms", given.quantumMs);
+    return null;
+  }
+  return { variant: variant.toUpperCase().replace(/-/g, "_"), refit, quantumMs };
 }
 function optionalInteger(name, text) {
   const t = text.trim();
@@ -20039,6 +20067,7 @@ function evaluateOutcome(tradeoff, files, limits) {
       agreement: r?.agreement ?? null,
       parameters: r?.parametersAfter ?? null,
       removed: r?.removed ?? p.plan?.remove ?? [],
+      merged: r?.merged ?? [],
       segments: p.plan?.segments ?? [],
       file: files[i] ?? null
     };
@@ -20139,7 +20168,8 @@ function renderReport(data, options = {}) {
   const chart = renderChart(data);
   const footer = renderFooter(data);
   const measured = data.outcome.rows.filter((r) => r.feasible);
-  const details = measured.map(detailBlock);
+  const merges = mergesConvs(data);
+  const details = measured.map((r) => detailBlock(r, merges));
   const full = join([head, table, chart, ...details, footer]);
   if (full.length <= max) return full;
   const reserved = truncationNote(measured.length, measured.length, data.runUrl, max);
@@ -20150,7 +20180,7 @@ function renderReport(data, options = {}) {
   let cut = 0;
   for (const i of order) {
     const block = details[i];
-    const stub = stubBlock(measured[i]);
+    const stub = stubBlock(measured[i], merges);
     if (block.length + 2 <= room) {
       kept[i] = block;
       room -= block.length + 2;
@@ -20171,6 +20201,12 @@ ${truncationNote(measured.length, measured.length, data.runUrl, max)}
 `;
   return join([head, table, footer]).slice(0, Math.max(0, max - tail.length)) + tail;
 }
+function mergesConvs(data) {
+  return data.method === "LAYERMERGE";
+}
+function changes(r, merges) {
+  return `${plural(r.removed.length, "unit")} removed${merges ? `, ${plural(r.merged.length, "merged conv")}` : ""}`;
+}
 function join(parts) {
   return parts.filter((p) => p !== "").join("\n\n") + "\n";
 }
@@ -20181,7 +20217,7 @@ function renderHead(data) {
   if (best) {
     const accuracy = best.accuracy !== null && outcome.original.accuracy !== null ? `, accuracy ${percent(outcome.original.accuracy)} \u2192 ${percent(best.accuracy)} (${pt(best.accuracyChangePt)})` : "";
     const file = best.file ? `: ${code(best.file)}` : "";
-    lines.push(`**Best: ${best.label}**, **${x(best.speedup)}** faster at batch ${data.latencyBatch}${accuracy}, ${plural(best.removed.length, "unit")} removed${file}`);
+    lines.push(`**Best: ${best.label}**, **${x(best.speedup)}** faster at batch ${data.latencyBatch}${accuracy}, ${changes(best, mergesConvs(data))}${file}`);
   } else if (outcome.rows.some((r) => r.feasible)) {
     lines.push("**No compressed model is within the accuracy limit.**");
   } else {
@@ -20199,8 +20235,9 @@ function renderHead(data) {
 function renderTable(data) {
   const { outcome } = data;
   const o = outcome.original;
+  const merges = mergesConvs(data);
   const lines = [
-    "| model | latency (ms) | speed-up | accuracy | change | parameters | units removed |",
+    `| model | latency (ms) | speed-up | accuracy | change | parameters | ${merges ? "units removed/merged" : "units removed"} |`,
     "| :-- | --: | --: | --: | --: | --: | --: |",
     `| original | ${ms(o.latencyMs)} | ${x(1)} | ${o.accuracy === null ? "\u2014" : percent(o.accuracy)} | \u2014 | ${o.parameters === null ? "\u2014" : count(o.parameters)} | \u2014 |`
   ];
@@ -20211,7 +20248,7 @@ function renderTable(data) {
       return;
     }
     lines.push(
-      `| ${label} | ${ms(r.latencyMs)} | ${x(r.speedup)} | ${r.accuracy === null ? "\u2014" : percent(r.accuracy)} | ${r.accuracyChangePt === null ? "\u2014" : pt(r.accuracyChangePt)} | ${r.parameters === null ? "\u2014" : count(r.parameters)} | ${r.removed.length} |`
+      `| ${label} | ${ms(r.latencyMs)} | ${x(r.speedup)} | ${r.accuracy === null ? "\u2014" : percent(r.accuracy)} | ${r.accuracyChangePt === null ? "\u2014" : pt(r.accuracyChangePt)} | ${r.parameters === null ? "\u2014" : count(r.parameters)} | ${r.removed.length}${merges ? ` / ${r.merged.length}` : ""} |`
     );
   });
   const notes = [];
@@ -20219,8 +20256,16 @@ function renderTable(data) {
   const where = data.evalSamples === null ? code(clip(data.evalData, 200)) : `${code(clip(data.evalData, 200))} (${count(data.evalSamples)} samples)`;
   const accuracy = o.accuracy === null ? `Accuracy is not measured: ${where} has no labels.` : `Accuracy: top-1 on ${where}.`;
   const paired = o.pairedMs === null ? "" : ` (the original measured ${ms(o.pairedMs[0])}\u2013${ms(o.pairedMs[1])} ms beside them)`;
-  const footnote = `<sub>Latency: median at batch ${data.latencyBatch} on the strata service. Speed-up: median of the ratios of interleaved runs of the original and the compressed model${paired}, steadier than the ratio of two medians. ${accuracy}${outcome.best === null ? "" : " \u2605 the fastest model within the limits."}</sub>`;
+  const footnote = `<sub>Latency: median at batch ${data.latencyBatch} on the strata service. Speed-up: median of the ratios of interleaved runs of the original and the compressed model${paired}, steadier than the ratio of two medians. ${accuracy}${merges ? ` ${layerMergeNote(data.layerMerge ?? null)}` : ""}${outcome.best === null ? "" : " \u2605 the fastest model within the limits."}</sub>`;
   return [lines.join("\n"), notes.join("\n"), footnote].filter((s) => s !== "").join("\n\n");
+}
+function layerMergeNote(o) {
+  const counts = "Units removed/merged: convolutions and activations removed, and the convolutions that each stand for a merged block.";
+  if (o === null) return counts;
+  const variant = o.variant.toLowerCase().replace(/_/g, "-");
+  const refit = o.refit ? "merged convolutions refit by least squares" : "exact merges, not refit";
+  const quantum = o.quantumMs === null ? "" : `, ${o.quantumMs} ms latency quantum`;
+  return `${counts} LayerMerge variant ${variant}, ${refit}${quantum}.`;
 }
 function renderChart(data) {
   const { outcome } = data;
@@ -20251,7 +20296,7 @@ function renderChart(data) {
 function mermaidText(s) {
   return s.replace(/["\r\n]+/g, " ").replace(/×/g, "x").trim();
 }
-function detailBlock(r) {
+function detailBlock(r, merges) {
   const facts = [
     r.file ? `model ${code(r.file)}` : null,
     r.predictedSpeedup !== null ? `predicted speed-up ${x(r.predictedSpeedup)}, measured ${x(r.speedup)}` : null,
@@ -20260,7 +20305,7 @@ function detailBlock(r) {
   ].filter((f) => f !== null);
   return [
     "<details>",
-    `<summary>${summaryLine(r)}</summary>`,
+    `<summary>${summaryLine(r, merges)}</summary>`,
     "",
     facts.join(" \xB7 "),
     "",
@@ -20269,13 +20314,13 @@ function detailBlock(r) {
     "</details>"
   ].join("\n");
 }
-function stubBlock(r) {
-  return `- ${summaryLine(r)} (list cut)`;
+function stubBlock(r, merges) {
+  return `- ${summaryLine(r, merges)} (list cut)`;
 }
-function summaryLine(r) {
+function summaryLine(r, merges) {
   const accuracy = r.accuracyChangePt === null ? "" : `, accuracy ${pt(r.accuracyChangePt)}`;
   const segments = r.segments.length > 0 ? `, ${plural(r.segments.length, "segment")}` : "";
-  return `<b>${escapeHtml(r.label)}</b>: ${plural(r.removed.length, "unit")} removed${segments}, ${x(r.speedup)}${accuracy}`;
+  return `<b>${escapeHtml(r.label)}</b>: ${changes(r, merges)}${segments}, ${x(r.speedup)}${accuracy}`;
 }
 function planLines(r) {
   const removed = new Set(r.removed);
@@ -20293,8 +20338,13 @@ function planLines(r) {
     if (r.segments.length > 0) lines.push("@@ outside the segments @@");
     for (const unit of outside) lines.push(`- ${oneLine2(unit)}`);
   }
+  for (const m of r.merged) lines.push(`+ ${mergedLine(m)}`);
   if (lines.length === 0) lines.push("  (nothing removed)");
   return lines;
+}
+function mergedLine(m) {
+  const skips = m.foldedSkips.length > 0 ? `, folds ${plural(m.foldedSkips.length, "skip")}` : "";
+  return oneLine2(`${m.kh}\xD7${m.kw} conv from ${m.from.join("+")}${skips}${m.refit ? ", refit" : ""}`);
 }
 function truncationNote(cut, total, runUrl2, max) {
   const where = runUrl2 ? `the [job summary of the run](${runUrl2})` : "the job summary of the run";
@@ -20459,7 +20509,7 @@ var RESULT = `query StrataTradeoffResult($id: ID!) { job(id: $id) { status resul
   points {
     feasible reason budget { kind value } artifact { sha256 size url }
     plan { remove segments predictedSpeedup importanceLost }
-    report { removed parametersBefore parametersAfter originalMs compressedMs latencyRatioP10 latencyRatioP90 speedup accuracyBefore accuracyAfter agreement samples }
+    report { removed merged { from kh kw foldedSkips refit } parametersBefore parametersAfter originalMs compressedMs latencyRatioP10 latencyRatioP90 speedup accuracyBefore accuracyAfter agreement samples }
   } } } } }`;
 async function run() {
   try {
@@ -20481,6 +20531,7 @@ async function compressAndReport() {
   const data = {
     model: inputs.model.given,
     method: inputs.method,
+    layerMerge: inputs.layerMerge,
     evalData: inputs.evalData.given,
     evalSamples,
     latencyBatch: tradeoff.latencyBatch,
@@ -20492,7 +20543,7 @@ async function compressAndReport() {
   const reportPath = join2(inputs.outputDir.path, "strata-report.md");
   writeFileSync(reportPath, full);
   await writeSummary(full);
-  logOutcome(outcome);
+  logOutcome(outcome, inputs.method);
   setOutputs(outcome, reportPath, workspace);
   if (inputs.comment) await comment(inputs, env, event, renderReport(data));
   else info("strata: comment is false: the report is in the job summary only");
@@ -20521,11 +20572,14 @@ async function sweep(strata, inputs) {
     evalDataset: evaluation.id,
     method: inputs.method,
     budgets: inputs.budgets.map(budgetInput),
+    // sent only with method LAYERMERGE: the service refuses LayerMerge options with SGLP
+    ...inputs.layerMerge === null ? {} : { layerMerge: layerMergeInput(inputs.layerMerge) },
     ...inputs.samples === null ? {} : { samples: inputs.samples },
     ...inputs.latencyBatch === null ? {} : { latencyBatch: inputs.latencyBatch }
   };
   const { tradeoff: job } = await strata.graphql("asking for the trade-off sweep", TRADEOFF, { input });
   info(`strata: trade-off job ${job.id}, ${inputs.budgets.length} budget${inputs.budgets.length === 1 ? "" : "s"}, ${job.status.toLowerCase()}`);
+  if (inputs.layerMerge) info(`strata: ${describeLayerMerge(inputs.layerMerge)}`);
   const started = Date.now();
   const progress = new ProgressLog();
   await strata.waitForJob(job.id, {
@@ -20572,10 +20626,16 @@ async function downloadModels(strata, inputs, tradeoff, workspace) {
   info(`strata: wrote ${files.filter((f) => f !== null).length} compressed model(s) to ${inputs.outputDir.given}`);
   return files;
 }
-function logOutcome(outcome) {
+function logOutcome(outcome, method2) {
   for (const r of outcome.rows) {
-    if (!r.feasible) info(`strata: ${r.label}: not met (${r.reason})`);
-    else info(`strata: ${r.label}: ${x(r.speedup)}${r.accuracyChangePt === null ? "" : `, accuracy ${pt(r.accuracyChangePt)}`}, ${r.removed.length} unit${r.removed.length === 1 ? "" : "s"} removed -> ${r.file}`);
+    if (!r.feasible) {
+      info(`strata: ${r.label}: not met (${r.reason})`);
+      continue;
+    }
+    const merged = method2 === "LAYERMERGE" ? `, ${r.merged.length} merged conv${r.merged.length === 1 ? "" : "s"}` : "";
+    info(
+      `strata: ${r.label}: ${x(r.speedup)}${r.accuracyChangePt === null ? "" : `, accuracy ${pt(r.accuracyChangePt)}`}, ${r.removed.length} unit${r.removed.length === 1 ? "" : "s"} removed${merged} -> ${r.file}`
+    );
   }
   for (const g of outcome.gates) info(`strata: gate ${g.input} ${g.passed ? "passed" : "failed"}: ${g.message}`);
 }
@@ -20648,6 +20708,13 @@ function budgetInput(b) {
     case "fraction":
       return { fraction: b.value };
   }
+}
+function layerMergeInput(o) {
+  return { variant: o.variant, refit: o.refit, ...o.quantumMs === null ? {} : { quantumMs: o.quantumMs } };
+}
+function describeLayerMerge(o) {
+  const quantum = o.quantumMs === null ? "the service's latency quantum" : `a ${o.quantumMs} ms latency quantum`;
+  return `LayerMerge variant ${o.variant.toLowerCase().replace(/_/g, "-")}, ${o.refit ? "merged convolutions refit by least squares" : "exact merges (no refit)"}, ${quantum}`;
 }
 function registrationName(given) {
   return basename(given).slice(0, 200) || "unnamed";

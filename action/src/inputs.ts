@@ -8,6 +8,15 @@ export type Budget =
   | { kind: 'remove'; value: number }
   | { kind: 'fraction'; value: number };
 
+/** LayerMerge's options, as the service's `LayerMergeOptionsInput` takes them. */
+export interface LayerMergeInputs {
+  /** the service's `LayerMergeVariant` enum value: LAYERMERGE, LAYER_ONLY or MERGE_ONLY */
+  variant: string;
+  refit: boolean;
+  /** null leaves the DP's latency quantum to the service */
+  quantumMs: number | null;
+}
+
 export interface ActionInputs {
   serviceUrl: string;
   token: string;
@@ -18,6 +27,8 @@ export interface ActionInputs {
   budgets: Budget[];
   /** the service's `PlanMethod` enum value */
   method: string;
+  /** with method LAYERMERGE only; null otherwise */
+  layerMerge: LayerMergeInputs | null;
   samples: number | null;
   latencyBatch: number | null;
   /** percentage points */
@@ -52,6 +63,7 @@ export function parseInputs(read: (name: string) => string, workspace: string): 
   const budgets = parseBudgets(read('budgets').trim() || '0.9, 0.7, 0.5');
   const planMethod = method(read('method').trim() || 'sglp');
   if (planMethod === 'LAYERMERGE') checkLatencyBudgets(budgets);
+  const layerMerge = layerMergeOptions(read, planMethod);
   return {
     serviceUrl: url,
     token: read('token').trim(),
@@ -60,6 +72,7 @@ export function parseInputs(read: (name: string) => string, workspace: string): 
     evalData: evalGiven === '' ? data : file(evalGiven),
     budgets,
     method: planMethod,
+    layerMerge,
     samples: optionalInteger('samples', read('samples')),
     latencyBatch: optionalInteger('latency-batch', read('latency-batch')),
     maxAccuracyDrop: optionalNumber('max-accuracy-drop', read('max-accuracy-drop'), (v) => v >= 0, 'a number of percentage points, 0 or more'),
@@ -144,6 +157,42 @@ function checkLatencyBudgets(budgets: Budget[]): void {
       throw new InputError('budgets', `"${b.kind}:${b.value}": method layermerge takes latency budgets only, e.g. 0.7 or 12ms`);
     }
   }
+}
+
+/** The defaults of the layermerge-* inputs, as action.yml declares them. */
+const LAYERMERGE_DEFAULTS = { variant: 'layermerge', refit: 'true', quantumMs: '' } as const;
+
+const LAYERMERGE_VARIANTS = ['layermerge', 'layer-only', 'merge-only'];
+
+/**
+ * Every layermerge-* input is checked whatever the method, so a typo fails at once. With another
+ * method they would change nothing: a value other than the default is refused rather than
+ * ignored, since the workflow's author evidently meant LayerMerge to run with it.
+ */
+function layerMergeOptions(read: (name: string) => string, planMethod: string): LayerMergeInputs | null {
+  const given = {
+    variant: read('layermerge-variant').trim(),
+    refit: read('layermerge-refit').trim(),
+    quantumMs: read('layermerge-quantum-ms').trim(),
+  };
+  // `layer_only` and `LAYER_ONLY` (the service's spelling) are accepted too
+  const variant = (given.variant || LAYERMERGE_DEFAULTS.variant).toLowerCase().replace(/_/g, '-');
+  if (!LAYERMERGE_VARIANTS.includes(variant)) {
+    throw new InputError('layermerge-variant', `"${given.variant}" is not a LayerMerge variant: layermerge, layer-only or merge-only`);
+  }
+  const refit = bool('layermerge-refit', given.refit || LAYERMERGE_DEFAULTS.refit);
+  const quantumMs = optionalNumber('layermerge-quantum-ms', given.quantumMs, (v) => v > 0, 'a positive number of milliseconds, e.g. 0.1');
+  if (planMethod !== 'LAYERMERGE') {
+    const method = planMethod.toLowerCase().replace(/_/g, '-');
+    const refuse = (name: string, text: string) => {
+      throw new InputError(name, `"${text}" applies to method layermerge only, and method is ${method}: leave it out or set method: layermerge`);
+    };
+    if (variant !== LAYERMERGE_DEFAULTS.variant) refuse('layermerge-variant', given.variant);
+    if (!refit) refuse('layermerge-refit', given.refit);
+    if (quantumMs !== null) refuse('layermerge-quantum-ms', given.quantumMs);
+    return null;
+  }
+  return { variant: variant.toUpperCase().replace(/-/g, '_'), refit, quantumMs };
 }
 
 function optionalInteger(name: string, text: string): number | null {

@@ -6,7 +6,7 @@ import { commentTargets, upsertComment, type CommentTarget, type EventContext } 
 import { ActionError, GitHubApiError, InputError, ServiceRequestError } from './errors.js';
 import { count, pt, x } from './format.js';
 import { GitHubClient } from './github-client.js';
-import { parseInputs, type ActionInputs, type Budget } from './inputs.js';
+import { parseInputs, type ActionInputs, type Budget, type LayerMergeInputs } from './inputs.js';
 import { budgetSlug, evaluateOutcome, type Outcome, type TradeoffData } from './outcome.js';
 import { ProgressLog } from './progress.js';
 import { COMMENT_MARKER, renderReport, type ReportData } from './report.js';
@@ -24,7 +24,7 @@ const RESULT = `query StrataTradeoffResult($id: ID!) { job(id: $id) { status res
   points {
     feasible reason budget { kind value } artifact { sha256 size url }
     plan { remove segments predictedSpeedup importanceLost }
-    report { removed parametersBefore parametersAfter originalMs compressedMs latencyRatioP10 latencyRatioP90 speedup accuracyBefore accuracyAfter agreement samples }
+    report { removed merged { from kh kw foldedSkips refit } parametersBefore parametersAfter originalMs compressedMs latencyRatioP10 latencyRatioP90 speedup accuracyBefore accuracyAfter agreement samples }
   } } } } }`;
 
 /** Runs the action; every failure ends here as one line on the step. */
@@ -53,6 +53,7 @@ async function compressAndReport(): Promise<void> {
   const data: ReportData = {
     model: inputs.model.given,
     method: inputs.method,
+    layerMerge: inputs.layerMerge,
     evalData: inputs.evalData.given,
     evalSamples,
     latencyBatch: tradeoff.latencyBatch,
@@ -64,7 +65,7 @@ async function compressAndReport(): Promise<void> {
   const reportPath = join(inputs.outputDir.path, 'strata-report.md');
   writeFileSync(reportPath, full);
   await writeSummary(full);
-  logOutcome(outcome);
+  logOutcome(outcome, inputs.method);
   setOutputs(outcome, reportPath, workspace);
 
   if (inputs.comment) await comment(inputs, env, event, renderReport(data));
@@ -99,11 +100,14 @@ async function sweep(strata: StrataClient, inputs: ActionInputs): Promise<{ trad
     evalDataset: evaluation.id,
     method: inputs.method,
     budgets: inputs.budgets.map(budgetInput),
+    // sent only with method LAYERMERGE: the service refuses LayerMerge options with SGLP
+    ...(inputs.layerMerge === null ? {} : { layerMerge: layerMergeInput(inputs.layerMerge) }),
     ...(inputs.samples === null ? {} : { samples: inputs.samples }),
     ...(inputs.latencyBatch === null ? {} : { latencyBatch: inputs.latencyBatch }),
   };
   const { tradeoff: job } = await strata.graphql<{ tradeoff: { id: string; status: string } }>('asking for the trade-off sweep', TRADEOFF, { input });
   core.info(`strata: trade-off job ${job.id}, ${inputs.budgets.length} budget${inputs.budgets.length === 1 ? '' : 's'}, ${job.status.toLowerCase()}`);
+  if (inputs.layerMerge) core.info(`strata: ${describeLayerMerge(inputs.layerMerge)}`);
 
   const started = Date.now();
   const progress = new ProgressLog();
@@ -156,10 +160,16 @@ async function downloadModels(strata: StrataClient, inputs: ActionInputs, tradeo
   return files;
 }
 
-function logOutcome(outcome: Outcome): void {
+function logOutcome(outcome: Outcome, method: string): void {
   for (const r of outcome.rows) {
-    if (!r.feasible) core.info(`strata: ${r.label}: not met (${r.reason})`);
-    else core.info(`strata: ${r.label}: ${x(r.speedup!)}${r.accuracyChangePt === null ? '' : `, accuracy ${pt(r.accuracyChangePt)}`}, ${r.removed.length} unit${r.removed.length === 1 ? '' : 's'} removed -> ${r.file}`);
+    if (!r.feasible) {
+      core.info(`strata: ${r.label}: not met (${r.reason})`);
+      continue;
+    }
+    const merged = method === 'LAYERMERGE' ? `, ${r.merged.length} merged conv${r.merged.length === 1 ? '' : 's'}` : '';
+    core.info(
+      `strata: ${r.label}: ${x(r.speedup!)}${r.accuracyChangePt === null ? '' : `, accuracy ${pt(r.accuracyChangePt)}`}, ${r.removed.length} unit${r.removed.length === 1 ? '' : 's'} removed${merged} -> ${r.file}`,
+    );
   }
   // a failed gate is reported once, by setFailed, so it is not annotated twice
   for (const g of outcome.gates) core.info(`strata: gate ${g.input} ${g.passed ? 'passed' : 'failed'}: ${g.message}`);
@@ -249,6 +259,16 @@ function budgetInput(b: Budget): Record<string, number> {
     case 'fraction':
       return { fraction: b.value };
   }
+}
+
+/** The service's `LayerMergeOptionsInput`; a quantum left out is the service's default. */
+function layerMergeInput(o: LayerMergeInputs): Record<string, string | number | boolean> {
+  return { variant: o.variant, refit: o.refit, ...(o.quantumMs === null ? {} : { quantumMs: o.quantumMs }) };
+}
+
+function describeLayerMerge(o: LayerMergeInputs): string {
+  const quantum = o.quantumMs === null ? "the service's latency quantum" : `a ${o.quantumMs} ms latency quantum`;
+  return `LayerMerge variant ${o.variant.toLowerCase().replace(/_/g, '-')}, ${o.refit ? 'merged convolutions refit by least squares' : 'exact merges (no refit)'}, ${quantum}`;
 }
 
 function registrationName(given: string): string {

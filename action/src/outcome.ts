@@ -18,6 +18,17 @@ export interface TradeoffData {
   points: TradeoffPointData[];
 }
 
+/** A convolution a LayerMerge plan put in place of a block of convolutions (the service's `MergedConv`). */
+export interface MergedConvData {
+  /** the original convolutions merged into it, in order */
+  from: string[];
+  kh: number;
+  kw: number;
+  /** residual Adds folded into its kernel */
+  foldedSkips: string[];
+  refit: boolean;
+}
+
 export interface TradeoffPointData {
   budget: ServiceBudget;
   feasible: boolean;
@@ -26,6 +37,8 @@ export interface TradeoffPointData {
   plan: { remove: string[]; segments: string[][]; predictedSpeedup: number; importanceLost: number } | null;
   report: {
     removed: string[];
+    /** empty for SGLP */
+    merged: MergedConvData[];
     parametersBefore: number;
     parametersAfter: number;
     originalMs: number;
@@ -59,6 +72,8 @@ export interface ReportRow {
   agreement: number | null;
   parameters: number | null;
   removed: string[];
+  /** LayerMerge's merged convolutions; empty for SGLP */
+  merged: MergedConvData[];
   segments: string[][];
   /** where the compressed model was written, relative to the workspace */
   file: string | null;
@@ -155,6 +170,7 @@ export function evaluateOutcome(tradeoff: TradeoffData, files: (string | null)[]
       agreement: r?.agreement ?? null,
       parameters: r?.parametersAfter ?? null,
       removed: r?.removed ?? p.plan?.remove ?? [],
+      merged: r?.merged ?? [],
       segments: p.plan?.segments ?? [],
       file: files[i] ?? null,
     };

@@ -3,7 +3,8 @@
  * a string out; no environment, no clock.
  */
 import { count, ms, percent, pt, x } from './format.js';
-import type { Outcome, ReportRow } from './outcome.js';
+import type { LayerMergeInputs } from './inputs.js';
+import type { MergedConvData, Outcome, ReportRow } from './outcome.js';
 
 /** Finds the comment an earlier run left, so later runs edit it instead of adding another. */
 export const COMMENT_MARKER = '<!-- strata-report -->';
@@ -16,6 +17,8 @@ export interface ReportData {
   model: string;
   /** "SGLP", "LAYERMERGE" */
   method: string;
+  /** the LayerMerge options the plans were made with (method LAYERMERGE); absent or null otherwise */
+  layerMerge?: LayerMergeInputs | null;
   /** the evaluation data path as given */
   evalData: string;
   /** samples accuracy was measured on */
@@ -39,7 +42,8 @@ export function renderReport(data: ReportData, options: RenderOptions = {}): str
   const chart = renderChart(data);
   const footer = renderFooter(data);
   const measured = data.outcome.rows.filter((r) => r.feasible);
-  const details = measured.map(detailBlock);
+  const merges = mergesConvs(data);
+  const details = measured.map((r) => detailBlock(r, merges));
   const full = join([head, table, chart, ...details, footer]);
   if (full.length <= max) return full;
 
@@ -53,7 +57,7 @@ export function renderReport(data: ReportData, options: RenderOptions = {}): str
   let cut = 0;
   for (const i of order) {
     const block = details[i]!;
-    const stub = stubBlock(measured[i]!);
+    const stub = stubBlock(measured[i]!, merges);
     if (block.length + 2 <= room) {
       kept[i] = block;
       room -= block.length + 2;
@@ -74,6 +78,16 @@ export function renderReport(data: ReportData, options: RenderOptions = {}): str
   return join([head, table, footer]).slice(0, Math.max(0, max - tail.length)) + tail;
 }
 
+/** LayerMerge merges convolutions as well as removing units: its rows count both. */
+function mergesConvs(data: ReportData): boolean {
+  return data.method === 'LAYERMERGE';
+}
+
+/** "14 units removed", and for LayerMerge ", 5 merged convs" after it. */
+function changes(r: ReportRow, merges: boolean): string {
+  return `${plural(r.removed.length, 'unit')} removed${merges ? `, ${plural(r.merged.length, 'merged conv')}` : ''}`;
+}
+
 function join(parts: string[]): string {
   return parts.filter((p) => p !== '').join('\n\n') + '\n';
 }
@@ -88,7 +102,7 @@ function renderHead(data: ReportData): string {
         ? `, accuracy ${percent(outcome.original.accuracy)} → ${percent(best.accuracy)} (${pt(best.accuracyChangePt!)})`
         : '';
     const file = best.file ? `: ${code(best.file)}` : '';
-    lines.push(`**Best: ${best.label}**, **${x(best.speedup!)}** faster at batch ${data.latencyBatch}${accuracy}, ${plural(best.removed.length, 'unit')} removed${file}`);
+    lines.push(`**Best: ${best.label}**, **${x(best.speedup!)}** faster at batch ${data.latencyBatch}${accuracy}, ${changes(best, mergesConvs(data))}${file}`);
   } else if (outcome.rows.some((r) => r.feasible)) {
     lines.push('**No compressed model is within the accuracy limit.**');
   } else {
@@ -107,8 +121,9 @@ function renderHead(data: ReportData): string {
 function renderTable(data: ReportData): string {
   const { outcome } = data;
   const o = outcome.original;
+  const merges = mergesConvs(data);
   const lines = [
-    '| model | latency (ms) | speed-up | accuracy | change | parameters | units removed |',
+    `| model | latency (ms) | speed-up | accuracy | change | parameters | ${merges ? 'units removed/merged' : 'units removed'} |`,
     '| :-- | --: | --: | --: | --: | --: | --: |',
     `| original | ${ms(o.latencyMs)} | ${x(1)} | ${o.accuracy === null ? '—' : percent(o.accuracy)} | — | ${o.parameters === null ? '—' : count(o.parameters)} | — |`,
   ];
@@ -119,7 +134,7 @@ function renderTable(data: ReportData): string {
       return;
     }
     lines.push(
-      `| ${label} | ${ms(r.latencyMs!)} | ${x(r.speedup!)} | ${r.accuracy === null ? '—' : percent(r.accuracy)} | ${r.accuracyChangePt === null ? '—' : pt(r.accuracyChangePt)} | ${r.parameters === null ? '—' : count(r.parameters)} | ${r.removed.length} |`,
+      `| ${label} | ${ms(r.latencyMs!)} | ${x(r.speedup!)} | ${r.accuracy === null ? '—' : percent(r.accuracy)} | ${r.accuracyChangePt === null ? '—' : pt(r.accuracyChangePt)} | ${r.parameters === null ? '—' : count(r.parameters)} | ${r.removed.length}${merges ? ` / ${r.merged.length}` : ''} |`,
     );
   });
   const notes: string[] = [];
@@ -132,8 +147,19 @@ function renderTable(data: ReportData): string {
   const paired = o.pairedMs === null ? '' : ` (the original measured ${ms(o.pairedMs[0])}–${ms(o.pairedMs[1])} ms beside them)`;
   const footnote =
     `<sub>Latency: median at batch ${data.latencyBatch} on the strata service. Speed-up: median of the ratios of interleaved runs of the original ` +
-    `and the compressed model${paired}, steadier than the ratio of two medians. ${accuracy}${outcome.best === null ? '' : ' ★ the fastest model within the limits.'}</sub>`;
+    `and the compressed model${paired}, steadier than the ratio of two medians. ${accuracy}${merges ? ` ${layerMergeNote(data.layerMerge ?? null)}` : ''}` +
+    `${outcome.best === null ? '' : ' ★ the fastest model within the limits.'}</sub>`;
   return [lines.join('\n'), notes.join('\n'), footnote].filter((s) => s !== '').join('\n\n');
+}
+
+/** What the removed/merged counts mean, and how the plans were made (refit decides much of the accuracy). */
+function layerMergeNote(o: LayerMergeInputs | null): string {
+  const counts = 'Units removed/merged: convolutions and activations removed, and the convolutions that each stand for a merged block.';
+  if (o === null) return counts;
+  const variant = o.variant.toLowerCase().replace(/_/g, '-');
+  const refit = o.refit ? 'merged convolutions refit by least squares' : 'exact merges, not refit';
+  const quantum = o.quantumMs === null ? '' : `, ${o.quantumMs} ms latency quantum`;
+  return `${counts} LayerMerge variant ${variant}, ${refit}${quantum}.`;
 }
 
 /**
@@ -174,7 +200,7 @@ function mermaidText(s: string): string {
   return s.replace(/["\r\n]+/g, ' ').replace(/×/g, 'x').trim();
 }
 
-function detailBlock(r: ReportRow): string {
+function detailBlock(r: ReportRow, merges: boolean): string {
   const facts = [
     r.file ? `model ${code(r.file)}` : null,
     r.predictedSpeedup !== null ? `predicted speed-up ${x(r.predictedSpeedup)}, measured ${x(r.speedup!)}` : null,
@@ -183,7 +209,7 @@ function detailBlock(r: ReportRow): string {
   ].filter((f): f is string => f !== null);
   return [
     '<details>',
-    `<summary>${summaryLine(r)}</summary>`,
+    `<summary>${summaryLine(r, merges)}</summary>`,
     '',
     facts.join(' · '),
     '',
@@ -193,18 +219,21 @@ function detailBlock(r: ReportRow): string {
   ].join('\n');
 }
 
-function stubBlock(r: ReportRow): string {
-  return `- ${summaryLine(r)} (list cut)`;
+function stubBlock(r: ReportRow, merges: boolean): string {
+  return `- ${summaryLine(r, merges)} (list cut)`;
 }
 
-function summaryLine(r: ReportRow): string {
+function summaryLine(r: ReportRow, merges: boolean): string {
   const accuracy = r.accuracyChangePt === null ? '' : `, accuracy ${pt(r.accuracyChangePt)}`;
   // LayerMerge plans have no segments: a count of none would only puzzle
   const segments = r.segments.length > 0 ? `, ${plural(r.segments.length, 'segment')}` : '';
-  return `<b>${escapeHtml(r.label)}</b>: ${plural(r.removed.length, 'unit')} removed${segments}, ${x(r.speedup!)}${accuracy}`;
+  return `<b>${escapeHtml(r.label)}</b>: ${changes(r, merges)}${segments}, ${x(r.speedup!)}${accuracy}`;
 }
 
-/** Each segment's units in order, removed ones as deleted diff lines (red on GitHub). */
+/**
+ * Each segment's units in order, removed ones as deleted diff lines (red on GitHub); LayerMerge's
+ * merged convolutions follow as added lines (green), as the CLI describes them.
+ */
 function planLines(r: ReportRow): string[] {
   const removed = new Set(r.removed);
   const lines: string[] = [];
@@ -221,8 +250,14 @@ function planLines(r: ReportRow): string[] {
     if (r.segments.length > 0) lines.push('@@ outside the segments @@');
     for (const unit of outside) lines.push(`- ${oneLine(unit)}`);
   }
+  for (const m of r.merged) lines.push(`+ ${mergedLine(m)}`);
   if (lines.length === 0) lines.push('  (nothing removed)');
   return lines;
+}
+
+function mergedLine(m: MergedConvData): string {
+  const skips = m.foldedSkips.length > 0 ? `, folds ${plural(m.foldedSkips.length, 'skip')}` : '';
+  return oneLine(`${m.kh}×${m.kw} conv from ${m.from.join('+')}${skips}${m.refit ? ', refit' : ''}`);
 }
 
 function truncationNote(cut: number, total: number, runUrl: string | null, max: number): string {

@@ -365,7 +365,17 @@ test('method layermerge: the sweep plans with LayerMerge on the service, and the
   await session.release();
   const report = readFileSync(join(workspace, run.outputs['report-path']!), 'utf8');
   assert.match(report, /^<!-- strata-report -->\n### strata: `models\/classifier\.onnx`, LAYERMERGE over 2 budgets/);
-  assert.match(report, /<summary><b>latency ×0\.8<\/b>: \d+ units? removed, [\d.]+×/);
+  // refit is the default: every merged convolution the service reports carries refit weights
+  assert.match(run.stdout, /strata: LayerMerge variant layermerge, merged convolutions refit by least squares, the service's latency quantum/);
+  assert.match(report, /\| units removed\/merged \|\n/);
+  const row = /^\| (?:\*\*)?latency ×0\.8\b[^\n]*\| (\d+) \/ (\d+) \|$/m.exec(report);
+  assert.ok(row, `the 0.8 row counts units removed and convolutions merged:\n${report}`);
+  const merged = Number(row[2]);
+  assert.match(report, new RegExp(`<summary><b>latency ×0\\.8</b>: \\d+ units? removed, ${merged} merged convs?, [\\d.]+×`));
+  const added = report.split('\n').filter((l) => l.startsWith('+ '));
+  assert.equal(added.length, merged, 'each merged convolution is an added line of the plan details');
+  assert.ok(added.every((l) => /^\+ \d+×\d+ conv from \S+.*, refit$/.test(l)), added.join('\n'));
+  assert.match(report, /LayerMerge variant layermerge, merged convolutions refit by least squares\./);
   assert.match(report, /\| latency ×0\.01 \| — \| — \| — \| — \| — \| not met \|/);
   assert.deepEqual(github.since(seen), [], 'comment: false posts nothing');
 });

@@ -19,8 +19,8 @@ const common = ['--data', CALIB_DATA, '--samples', '64', '--batch', '32', '--max
 const resnet = fixtureModel('resnet20');
 const tablesFile = () => join(dir, 'tables.json');
 
-test('strata tables: the chain, every candidate, a latency per signature and an importance per candidate', () => {
-  const t = json('tables', resnet, ...common, '-o', tablesFile(), '--latency-cache', join(dir, 'latency-cache.json'));
+test('strata tables --no-refit: the chain, every candidate, a latency per signature and an importance per candidate, exact merges only', () => {
+  const t = json('tables', resnet, ...common, '--no-refit', '-o', tablesFile(), '--latency-cache', join(dir, 'latency-cache.json'));
   assert.equal(t.format, 'strata-layermerge-tables');
   const chain = t.chain as { layers: string[]; residuals: string[] };
   assert.equal(chain.layers.length, 19);
@@ -34,32 +34,56 @@ test('strata tables: the chain, every candidate, a latency per signature and an 
     const sig = latency.entries[c.key];
     assert.ok(sig === null || latency.signatures[sig!]!.ms > 0, c.key);
   }
-  const importance = t.importance as { entries: Record<string, { importance: number; fidelity: number }>; dominated: string[]; samples: number; basis: string };
+  const importance = t.importance as {
+    entries: Record<string, { importance: number; fidelity: number; refit?: unknown }>;
+    dominated: string[];
+    samples: number;
+    basis: string;
+    ridge: number | null;
+  };
   assert.equal(importance.samples, 64);
   assert.equal(importance.basis, 'cross-entropy');
   for (const c of candidates) assert.ok(importance.entries[c.key] || importance.dominated.includes(c.key), c.key);
+  assert.equal(importance.ridge, null);
+  assert.ok(Object.values(importance.entries).every((e) => e.refit === undefined), 'no refit scores with --no-refit');
   assert.ok(existsSync(tablesFile()));
 });
 
-test('the latency cache gives the same signature timings again without re-timing them', () => {
+test('the latency cache gives the same signature timings again without re-timing them; by default the tables score refits too', () => {
   const first = JSON.parse(readFileSync(tablesFile(), 'utf8')) as { latency: { signatures: Record<string, unknown> } };
   const cache = JSON.parse(readFileSync(join(dir, 'latency-cache.json'), 'utf8')) as { format: string; entries: Record<string, unknown> };
   assert.equal(cache.format, 'strata-layermerge-latency-cache');
   assert.equal(Object.keys(cache.entries).length, Object.keys(first.latency.signatures).length);
   const again = json('tables', resnet, ...common, '--latency-cache', join(dir, 'latency-cache.json'));
   assert.deepEqual((again.latency as { signatures: unknown }).signatures, first.latency.signatures);
+  const importance = again.importance as { entries: Record<string, { fidelity: number; refit?: { fidelity: number } }>; ridge: number | null };
+  assert.equal(importance.ridge, 0.001, 'refit is on by default, with the default ridge');
+  const refit = Object.values(importance.entries).filter((e) => e.refit !== undefined);
+  assert.ok(refit.length > 0, 'merged candidates carry refit scores');
+  // fidelity is the relative error of the block's output: fitted to the original block on these very
+  // samples, the refits come closer to it than the exact merges (per block the ridge may cost a little)
+  assert.ok(refit.every((e) => Number.isFinite(e.refit!.fidelity)));
+  const total = (f: (e: (typeof refit)[number]) => number) => refit.reduce((a, e) => a + f(e), 0);
+  assert.ok(total((e) => e.refit!.fidelity) < total((e) => e.fidelity), `refit ${total((e) => e.refit!.fidelity)} vs exact ${total((e) => e.fidelity)}`);
 });
 
-test('plan --method layermerge: SGLP plan keys, blocks tiling the chain, within the budget; compress applies it', () => {
+test('plan --method layermerge --no-refit: SGLP plan keys, blocks tiling the chain, within the budget; compress applies it', () => {
   const planFile = join(dir, 'plan.json');
-  const plan = json('plan', resnet, '--method', 'layermerge', ...common, '--tables', tablesFile(), '--budget', '0.8', '-o', planFile);
+  const plan = json('plan', resnet, '--method', 'layermerge', ...common, '--tables', tablesFile(), '--budget', '0.8', '--no-refit', '-o', planFile);
   assert.equal(plan.method, 'layermerge');
   assert.ok(Array.isArray(plan.remove));
   const predicted = plan.predictedLatencyMs as number;
   const baseline = plan.baselineLatencyMs as number;
   assert.ok(predicted <= 0.8 * baseline + 1e-9, `${predicted} > 0.8 × ${baseline}`);
-  const lm = plan.layermerge as { chain: string[]; blocks: { i: number; j: number; kept: number[]; unchanged: boolean; removedIds: string[] }[]; variant: string };
+  const lm = plan.layermerge as {
+    chain: string[];
+    blocks: { i: number; j: number; kept: number[]; unchanged: boolean; removedIds: string[]; refit: boolean }[];
+    variant: string;
+    refit: boolean;
+  };
   assert.equal(lm.variant, 'layermerge');
+  assert.equal(lm.refit, false);
+  assert.ok(lm.blocks.every((b) => !b.refit));
   let at = 0;
   for (const b of lm.blocks) {
     assert.equal(b.i, at);
@@ -82,11 +106,13 @@ test('plan --method layermerge: SGLP plan keys, blocks tiling the chain, within 
   assert.equal(r.samples, 1000);
 });
 
-test('plan --refit carries the refit weights of its merged blocks, and compress uses them', () => {
-  const plain = json('plan', resnet, '--method', 'layermerge', ...common, '--tables', tablesFile(), '--budget', '0.75', '-o', join(dir, 'plan-plain.json'));
+test('plan refits by default: it carries the refit weights of its merged blocks, and compress uses them', () => {
+  const plain = json('plan', resnet, '--method', 'layermerge', ...common, '--tables', tablesFile(), '--budget', '0.75', '--no-refit', '-o', join(dir, 'plan-plain.json'));
   const planFile = join(dir, 'plan-refit.json');
-  const plan = json('plan', resnet, '--method', 'layermerge', ...common, '--tables', tablesFile(), '--budget', '0.75', '--refit', '-o', planFile);
-  type Blocks = { blocks: { i: number; j: number; unchanged: boolean; k: number; refit: boolean; weights?: { weight: string } }[] };
+  const plan = json('plan', resnet, '--method', 'layermerge', ...common, '--tables', tablesFile(), '--budget', '0.75', '-o', planFile);
+  type Blocks = { refit: boolean; blocks: { i: number; j: number; unchanged: boolean; k: number; refit: boolean; weights?: { weight: string } }[] };
+  assert.equal((plan.layermerge as Blocks).refit, true);
+  assert.equal((plain.layermerge as Blocks).refit, false);
   const blocks = (plan.layermerge as Blocks).blocks;
   // the same tables (without refit entries) give the same blocks; only the weights differ
   assert.deepEqual(

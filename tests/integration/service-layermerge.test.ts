@@ -161,6 +161,11 @@ async function run<R>(field: string, input: Record<string, unknown>, type: strin
 
 /** The analysis inputs every request here shares, so they share one set of tables. */
 const analysis = () => ({ model: ids.resnet, dataset: ids.calib, samples: 64, batchSize: 32, latencyBatch: 4 });
+/**
+ * The exact merges, spelled out: refit is the default, and its tables are another analysis (timed
+ * in the refit test, on smaller kernels). Most tests here share these tables instead.
+ */
+const exact = { refit: false };
 
 /** The cached analyses: file name → modification time. */
 function analyses(): Map<string, number> {
@@ -195,7 +200,7 @@ after(async () => {
 });
 
 test('layerMergeTables: the chain, every candidate with its measured latency, an importance entry for each one not dominated', async () => {
-  const job = await run<Tables>('layerMergeTables', analysis(), 'LayerMergeTablesInput');
+  const job = await run<Tables>('layerMergeTables', { ...analysis(), ...exact }, 'LayerMergeTablesInput');
   assert.equal(job.status, 'SUCCEEDED', JSON.stringify(job.error));
   assert.equal(job.kind, 'TABLES');
   assert.equal(job.result!.__typename, 'LayerMergeTablesResult');
@@ -228,7 +233,7 @@ test('plan: LAYERMERGE under a latency budget, from the cached tables; blocks ti
   const cached = analyses();
   // a quantum well below one convolution's time at batch 4, whatever the machine: every block's
   // latency is rounded up to it, which at the default 0.1 ms could add up to more than the budget saves
-  const input = { ...analysis(), method: 'LAYERMERGE', layerMerge: { quantumMs: 0.01 }, budget: { latencyFraction: 0.8 } };
+  const input = { ...analysis(), method: 'LAYERMERGE', layerMerge: { ...exact, quantumMs: 0.01 }, budget: { latencyFraction: 0.8 } };
   const job = await run<Plan>('plan', input, 'PlanInput');
   assert.equal(job.status, 'SUCCEEDED', JSON.stringify(job.error));
   plan = job.result!;
@@ -241,6 +246,8 @@ test('plan: LAYERMERGE under a latency budget, from the cached tables; blocks ti
   const lm = plan.layermerge!;
   assert.equal(lm.variant, 'LAYERMERGE');
   assert.equal(lm.quantumMs, 0.01);
+  assert.equal(lm.refit, false);
+  assert.ok(lm.blocks.every((b) => !b.refit), 'refit: false emits the exact merges');
   assert.deepEqual(lm.chain, tables.chain);
   assertTiles(lm);
   assert.ok(lm.blocks.some((b) => !b.unchanged), 'a 0.8 budget changes something');
@@ -251,14 +258,14 @@ test('plan: LAYERMERGE under a latency budget, from the cached tables; blocks ti
   const again = await ok<{ plan: Job<Plan> }>(`query ($i: PlanInput!) { plan(input: $i) { ${JOB} } }`, {
     i: { ...input, layerMerge: { variant: 'LAYERMERGE', quantumMs: 0.01, refit: false, maxKernel: 7, ridge: 0.5 } },
   });
-  assert.equal(again.plan.id, job.id, 'defaults spelled out, and a ridge without refit: the same request');
+  assert.equal(again.plan.id, job.id, 'the other defaults spelled out, and a ridge without refit: the same request');
   assert.equal(again.plan.status, 'SUCCEEDED');
 
   // merged kernels are not faster than the convs they replace on every CPU: a loose budget is one
   // merge-only can always meet (the original tiling fits it)
   const mergeOnly = await run<Plan>(
     'plan',
-    { ...input, layerMerge: { variant: 'MERGE_ONLY', quantumMs: 0.01 }, budget: { latencyMs: 2 * tables.originalMs } },
+    { ...input, layerMerge: { ...exact, variant: 'MERGE_ONLY', quantumMs: 0.01 }, budget: { latencyMs: 2 * tables.originalMs } },
     'PlanInput',
   );
   assert.equal(mergeOnly.status, 'SUCCEEDED', JSON.stringify(mergeOnly.error));
@@ -319,7 +326,7 @@ test('tradeoff: LAYERMERGE budgets from the same tables, each met one compressed
   const cached = analyses();
   const job = await run<{ baselineLatencyMs: number; latencyBatch: number; points: { feasible: boolean; reason: string | null; plan: Plan | null; report: Report | null }[] }>(
     'tradeoff',
-    { ...analysis(), method: 'LAYERMERGE', layerMerge: { quantumMs: 0.01 }, budgets: [{ latencyFraction: 0.8 }, { latencyFraction: 0.01 }] },
+    { ...analysis(), method: 'LAYERMERGE', layerMerge: { ...exact, quantumMs: 0.01 }, budgets: [{ latencyFraction: 0.8 }, { latencyFraction: 0.01 }] },
     'TradeoffInput',
   );
   assert.equal(job.status, 'SUCCEEDED', JSON.stringify(job.error));
@@ -337,13 +344,18 @@ test('tradeoff: LAYERMERGE budgets from the same tables, each met one compressed
   assert.deepEqual(analyses(), cached);
 });
 
-test('refit: tables with refit scores are another analysis; the plan carries refit weights and compress applies them', async () => {
+test('refit by default: tables with refit scores are another analysis; the plan carries refit weights and compress applies them', async () => {
   const before = analyses();
-  const input = { ...analysis(), method: 'LAYERMERGE', layerMerge: { refit: true, maxKernel: 3, quantumMs: 0.01 }, budget: { latencyFraction: 0.8 } };
+  // refit left out: it is the default
+  const input = { ...analysis(), method: 'LAYERMERGE', layerMerge: { maxKernel: 3, quantumMs: 0.01 }, budget: { latencyFraction: 0.8 } };
   const job = await run<Plan>('plan', input, 'PlanInput');
   assert.equal(job.status, 'SUCCEEDED', JSON.stringify(job.error));
   const refitPlan = job.result!;
   assert.equal(analyses().size, before.size + 1, 'refit tables are kept beside the plain ones');
+  const spelled = await ok<{ plan: { id: string } }>(`query ($i: PlanInput!) { plan(input: $i) { id } }`, {
+    i: { ...input, layerMerge: { ...input.layerMerge, refit: true, ridge: 0.001 } },
+  });
+  assert.equal(spelled.plan.id, job.id, 'refit: true and the default ridge spelled out: the same request');
   assert.equal(refitPlan.layermerge!.refit, true);
   assertTiles(refitPlan.layermerge!);
   const emitted = refitPlan.layermerge!.blocks.filter((b) => !b.unchanged && b.k > 0);
@@ -364,7 +376,7 @@ test('refit: tables with refit scores are another analysis; the plan carries ref
 });
 
 test('BUDGET - a latency budget below what any plan reaches fails BUDGET_INFEASIBLE naming the minimum', async () => {
-  const job = await run('plan', { ...analysis(), method: 'LAYERMERGE', budget: { latencyFraction: 0.01 } }, 'PlanInput');
+  const job = await run('plan', { ...analysis(), method: 'LAYERMERGE', layerMerge: exact, budget: { latencyFraction: 0.01 } }, 'PlanInput');
   assert.equal(job.status, 'FAILED');
   assert.equal(job.error?.code, 'BUDGET_INFEASIBLE');
   assert.match(job.error!.message, /latency budget [0-9.e-]+ ms is below the minimum reachable latency of [0-9.]+ ms/);

@@ -30,6 +30,7 @@ test('defaults: eval data is the calibration data, budgets 0.9/0.7/0.5, SGLP, co
     { kind: 'latency-fraction', value: 0.5 },
   ]);
   assert.equal(i.method, 'SGLP');
+  assert.equal(i.layerMerge, null, 'no LayerMerge options are sent with SGLP');
   assert.equal(i.samples, null);
   assert.equal(i.latencyBatch, null);
   assert.equal(i.maxAccuracyDrop, null);
@@ -112,4 +113,43 @@ test('method layermerge is the service enum LAYERMERGE, with latency budgets', (
 test('BAD INPUT - layermerge with a count of units or a fraction of them as a budget', () => {
   rejects({ ...MINIMAL, method: 'layermerge', budgets: '0.8, remove:3' }, 'budgets', /"remove:3": method layermerge takes latency budgets only/);
   rejects({ ...MINIMAL, method: 'layermerge', budgets: 'fraction:0.25' }, 'budgets', /"fraction:0\.25": method layermerge takes latency budgets only/);
+});
+
+test('method layermerge: variant layermerge, refit on and the service\'s quantum unless the layermerge-* inputs say otherwise', () => {
+  const defaults = parseInputs(read({ ...MINIMAL, method: 'layermerge' }), WORKSPACE);
+  assert.deepEqual(defaults.layerMerge, { variant: 'LAYERMERGE', refit: true, quantumMs: null });
+  // what action.yml passes when the workflow leaves them out
+  const declared = parseInputs(read({ ...MINIMAL, method: 'layermerge', 'layermerge-variant': 'layermerge', 'layermerge-refit': 'true', 'layermerge-quantum-ms': '' }), WORKSPACE);
+  assert.deepEqual(declared.layerMerge, defaults.layerMerge);
+  const given = parseInputs(
+    read({ ...MINIMAL, method: 'layermerge', 'layermerge-variant': ' merge-only ', 'layermerge-refit': 'false', 'layermerge-quantum-ms': '0.05' }),
+    WORKSPACE,
+  );
+  assert.deepEqual(given.layerMerge, { variant: 'MERGE_ONLY', refit: false, quantumMs: 0.05 });
+  assert.equal(parseInputs(read({ ...MINIMAL, method: 'layermerge', 'layermerge-variant': 'LAYER_ONLY' }), WORKSPACE).layerMerge!.variant, 'LAYER_ONLY');
+  assert.equal(parseInputs(read({ ...MINIMAL, method: 'layermerge', 'layermerge-refit': 'no' }), WORKSPACE).layerMerge!.refit, false);
+});
+
+test('BAD INPUT - layermerge-* values out of range, quoting the value and what is accepted', () => {
+  const lm = { ...MINIMAL, method: 'layermerge' };
+  rejects({ ...lm, 'layermerge-variant': 'deep' }, 'layermerge-variant', /^input `layermerge-variant`: "deep" is not a LayerMerge variant: layermerge, layer-only or merge-only$/);
+  rejects({ ...lm, 'layermerge-refit': 'maybe' }, 'layermerge-refit', /^input `layermerge-refit`: "maybe" is not true or false$/);
+  rejects({ ...lm, 'layermerge-quantum-ms': '0' }, 'layermerge-quantum-ms', /^input `layermerge-quantum-ms`: "0" is not a positive number of milliseconds, e.g\. 0\.1$/);
+  rejects({ ...lm, 'layermerge-quantum-ms': '-0.1' }, 'layermerge-quantum-ms', /"-0\.1" is not a positive number of milliseconds/);
+  rejects({ ...lm, 'layermerge-quantum-ms': '1ms' }, 'layermerge-quantum-ms', /"1ms" is not a positive number of milliseconds/);
+  // checked whatever the method: a typo fails at once
+  rejects({ ...MINIMAL, 'layermerge-variant': 'deep' }, 'layermerge-variant', /is not a LayerMerge variant/);
+});
+
+test('BAD INPUT - layermerge-* set to anything but the default with method sglp is refused, naming the method', () => {
+  rejects(
+    { ...MINIMAL, 'layermerge-variant': 'merge-only' },
+    'layermerge-variant',
+    /^input `layermerge-variant`: "merge-only" applies to method layermerge only, and method is sglp: leave it out or set method: layermerge$/,
+  );
+  rejects({ ...MINIMAL, method: 'sglp', 'layermerge-refit': 'false' }, 'layermerge-refit', /"false" applies to method layermerge only, and method is sglp/);
+  rejects({ ...MINIMAL, 'layermerge-quantum-ms': '0.1' }, 'layermerge-quantum-ms', /"0\.1" applies to method layermerge only/);
+  // the defaults action.yml fills in are no request at all
+  const i = parseInputs(read({ ...MINIMAL, 'layermerge-variant': 'layermerge', 'layermerge-refit': 'true', 'layermerge-quantum-ms': '' }), WORKSPACE);
+  assert.equal(i.layerMerge, null);
 });

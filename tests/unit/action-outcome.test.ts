@@ -17,6 +17,7 @@ function row(speedup: number | null, accuracyChangePt: number | null, feasible =
     agreement: null,
     parameters: null,
     removed: [],
+    merged: [],
     segments: [],
     file: null,
   };
@@ -46,6 +47,7 @@ function tradeoff(points: { speedup: number; before: number | null; after: numbe
         plan: { remove: ['u'], segments: [['u', 'v']], predictedSpeedup: p.speedup, importanceLost: 0 },
         report: {
           removed: ['u'],
+          merged: [],
           parametersBefore: 100,
           parametersAfter: 90,
           originalMs: 10,

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { evaluateOutcome, type Limits, type TradeoffData, type TradeoffPointData } from '../../action/src/outcome.js';
+import { evaluateOutcome, type Limits, type MergedConvData, type TradeoffData, type TradeoffPointData } from '../../action/src/outcome.js';
 import { COMMENT_MARKER, GITHUB_COMMENT_LIMIT, renderReport, type ReportData } from '../../action/src/report.js';
 
 interface PointSpec {
@@ -14,6 +14,7 @@ interface PointSpec {
   speedup: number;
   accuracy: number | null;
   removed: string[];
+  merged?: MergedConvData[];
   segments?: string[][];
   ms?: number;
   params?: number;
@@ -30,6 +31,7 @@ function point(p: PointSpec): TradeoffPointData {
     plan: { remove: p.removed, segments: p.segments ?? SEGMENTS, predictedSpeedup: p.speedup * 0.98, importanceLost: 0.01 },
     report: {
       removed: p.removed,
+      merged: p.merged ?? [],
       parametersBefore: 272_474,
       parametersAfter: p.params ?? 272_474 - 10_000 * p.removed.length,
       originalMs: 12.4,
@@ -211,14 +213,54 @@ test('plan details: one collapsible block per measured budget, removed units as 
   ]);
 });
 
-test('a LayerMerge plan (no segments): the summary counts no segments, and its removed convolutions and activations are deleted lines', () => {
+const MERGED: MergedConvData[] = [
+  { from: ['conv11'], kh: 3, kw: 3, foldedSkips: ['add4'], refit: true },
+  { from: ['conv13', 'conv14'], kh: 5, kw: 5, foldedSkips: ['add5', 'add6'], refit: false },
+];
+
+test('a LayerMerge plan (no segments): no segments counted; removed convolutions and activations are deleted lines, merged convolutions added ones', () => {
   const removed = ['conv10', 'activation9', 'conv12'];
-  const md = renderReport(report([point({ value: 0.8, speedup: 1.2, accuracy: 0.9, removed, segments: [] })], undefined, { method: 'LAYERMERGE' }));
+  const md = renderReport(report([point({ value: 0.8, speedup: 1.2, accuracy: 0.9, removed, merged: MERGED, segments: [] })], undefined, { method: 'LAYERMERGE' }));
   assert.match(md.split('\n')[1]!, /^### strata: `models\/classifier\.onnx`, LAYERMERGE over 1 budget$/);
   const block = md.slice(md.indexOf('<summary>'));
-  assert.match(block, /^<summary><b>latency ×0\.8<\/b>: 3 units removed, 1\.20×, accuracy −1\.90 pt<\/summary>/);
+  assert.match(block, /^<summary><b>latency ×0\.8<\/b>: 3 units removed, 2 merged convs, 1\.20×, accuracy −1\.90 pt<\/summary>/);
   const diff = block.slice(block.indexOf('```diff') + 8, block.indexOf('\n```\n'));
-  assert.deepEqual(diff.split('\n'), removed.map((u) => `- ${u}`));
+  assert.deepEqual(diff.split('\n'), [
+    ...removed.map((u) => `- ${u}`),
+    '+ 3×3 conv from conv11, folds 1 skip, refit',
+    '+ 5×5 conv from conv13+conv14, folds 2 skips',
+  ]);
+});
+
+test('LayerMerge rows count the units removed and the convolutions merged in one column; the headline and the footnote say so', () => {
+  const points = [
+    point({ value: 0.8, speedup: 1.2, accuracy: 0.915, removed: ['conv10', 'activation9', 'conv12'], merged: MERGED, segments: [] }),
+    point({ value: 0.9, speedup: 1.1, accuracy: 0.918, removed: ['activation9'], merged: [MERGED[0]!], segments: [] }),
+    infeasible(0.01, 'too fast'),
+  ];
+  const md = renderReport(
+    report(points, { maxAccuracyDrop: 1, minSpeedup: null }, { method: 'LAYERMERGE', layerMerge: { variant: 'MERGE_ONLY', refit: true, quantumMs: 0.05 } }),
+  );
+  assert.match(md, /^\| model \| latency \(ms\) \| speed-up \| accuracy \| change \| parameters \| units removed\/merged \|$/m);
+  const rows = tableRows(md);
+  assert.deepEqual(
+    rows.map((r) => r[6]),
+    ['—', '3 / 2', '1 / 1', 'not met'],
+  );
+  assert.match(md, /\*\*Best: latency ×0\.8\*\*, \*\*1\.20×\*\* faster at batch 32, accuracy 91\.90% → 91\.50% \(−0\.40 pt\), 3 units removed, 2 merged convs: /);
+  assert.match(md, /Units removed\/merged: convolutions and activations removed, and the convolutions that each stand for a merged block\. LayerMerge variant merge-only, merged convolutions refit by least squares, 0\.05 ms latency quantum\./);
+  const exact = renderReport(report(points, undefined, { method: 'LAYERMERGE', layerMerge: { variant: 'LAYERMERGE', refit: false, quantumMs: null } }));
+  assert.match(exact, /LayerMerge variant layermerge, exact merges, not refit\. /);
+});
+
+test('SGLP rows keep the units removed column alone: no merged count anywhere', () => {
+  const md = renderReport(report(THREE));
+  assert.match(md, /\| parameters \| units removed \|$/m);
+  assert.deepEqual(
+    tableRows(md).map((r) => r[6]),
+    ['—', '1', '2', '4'],
+  );
+  assert.doesNotMatch(md, /merged/);
 });
 
 test('a failed gate stands out at the top and names the input, the limit and the figure; a passed one is a line', () => {

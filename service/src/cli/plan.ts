@@ -24,6 +24,7 @@ interface PlanCliOptions extends GlobalOptions, AnalysisCliOptions {
   output?: string;
   variant: string;
   quantum: string;
+  /** `--refit` / `--no-refit`: undefined (on) unless one is given */
   refit?: boolean;
   maxKernel: string;
   ridge?: string;
@@ -45,7 +46,10 @@ export function registerPlan(program: Command, run: (fn: () => Promise<void>, o:
     .option('--latency-batch <n>', 'batch size latency is measured and budgeted at', '32')
     .option('--variant <name>', 'LayerMerge: layermerge, layer-only or merge-only', 'layermerge')
     .option('--quantum <ms>', 'LayerMerge: latency quantum of the DP, in ms', '0.1')
-    .option('--refit', 'LayerMerge: refit merged convolutions by least squares on the calibration data')
+    // on by default: removing activations changes what a block computes and the exact merge of its convs
+    // cannot make up for it, so plans without refit lose far more accuracy (bench/results/layermerge.md)
+    .option('--refit', 'LayerMerge: refit merged convolutions by least squares on the calibration data; on by default, as the exact merge alone loses far more accuracy')
+    .option('--no-refit', 'LayerMerge: keep the exact merge, not refit (quicker analysis, much less accurate plans)')
     .option('--max-kernel <k>', 'LayerMerge: largest merged kernel considered', '7')
     .option('--ridge <r>', 'LayerMerge: ridge of the refit, relative to the mean Gram diagonal', '0.001')
     .option('--tables <tables.json>', 'LayerMerge: use tables from `strata tables -o` instead of measuring')

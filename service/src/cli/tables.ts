@@ -22,6 +22,7 @@ interface LayerMergeCliOptions extends GlobalOptions, RuntimeCliOptions {
   batch: string;
   latencyBatch: string;
   maxKernel: string;
+  /** `--refit` / `--no-refit`: commander leaves it undefined when neither is given, which means on */
   refit?: boolean;
   ridge?: string;
 }
@@ -42,7 +43,7 @@ function analysisOptions(o: LayerMergeCliOptions, progress: Progress): LayerMerg
     latencyBatch: positiveInt('--latency-batch', o.latencyBatch),
     maxKernel: positiveInt('--max-kernel', o.maxKernel),
     ...(o.samples === undefined ? {} : { samples: positiveInt('--samples', o.samples) }),
-    ...(o.refit ? { refit: true } : {}),
+    refit: o.refit !== false,
     ...(ridge === undefined ? {} : { ridge }),
     session: sessionOptions(o),
     onProgress: (phase, fraction, message) => progress.update(phase, fraction, message),
@@ -58,7 +59,9 @@ export function registerTables(program: Command, run: (fn: () => Promise<void>, 
     .option('--batch <n>', 'batch size of the importance passes', '64')
     .option('--latency-batch <n>', 'batch size latencies are measured at', '32')
     .option('--max-kernel <k>', 'largest merged kernel considered', '7')
-    .option('--refit', 'also refit merged convolutions by least squares and score the refits')
+    // on by default, as in `plan`: the refit scores are what a refit plan is chosen by
+    .option('--refit', 'also refit merged convolutions by least squares and score the refits; on by default, as plans without refit lose far more accuracy')
+    .option('--no-refit', 'score the exact merges only (quicker)')
     .option('--ridge <r>', 'ridge of the refit, relative to the mean Gram diagonal', '0.001')
     .option('--latency-cache <file>', 'reuse signature timings from this file (same provider, threads and host) and add the new ones to it')
     .option('-o, --output <tables.json>', 'write the tables here (`strata plan --method layermerge --tables` reads them)')

@@ -85,7 +85,7 @@ export class LayerMergeOptionsInput {
   @Field(() => Boolean, {
     nullable: true,
     defaultValue: LM.refit,
-    description: 'refit merged convolutions by least squares on the calibration data (scored in the tables, emitted in the plan)',
+    description: 'refit merged convolutions by least squares on the calibration data (scored in the tables, emitted in the plan); false keeps the exact merge, at a far larger accuracy cost',
   })
   refit?: boolean | null;
 
@@ -149,7 +149,7 @@ export class LayerMergeTablesInput {
   @Field(() => Int, { nullable: true, defaultValue: LM.maxKernel, description: 'largest merged kernel considered' })
   maxKernel?: number | null;
 
-  @Field(() => Boolean, { nullable: true, defaultValue: LM.refit, description: 'also refit merged convolutions by least squares and score the refits' })
+  @Field(() => Boolean, { nullable: true, defaultValue: LM.refit, description: 'also refit merged convolutions by least squares and score the refits; false scores the exact merges only' })
   refit?: boolean | null;
 
   @Field(() => Float, { nullable: true, defaultValue: LM.ridge, description: 'ridge of the refit, relative to the mean Gram diagonal (with refit only)' })

@@ -108,7 +108,8 @@ export const DEFAULTS = {
   layerMerge: {
     variant: 'layermerge' as LayerMergeVariant,
     quantumMs: 0.1,
-    refit: false,
+    // without refit, LayerMerge plans lose far more accuracy at the same budget (bench/results/layermerge.md)
+    refit: true,
     maxKernel: 7,
     ridge: 1e-3,
   },

@@ -37,7 +37,10 @@ export interface LayerMergeAnalysisOptions {
   latencyBatch?: number;
   /** largest merged kernel offered; default 7 */
   maxKernel?: number;
-  /** also compute refit weights and their importance */
+  /**
+   * also compute refit weights and their importance; off when left out here, while the CLI and the
+   * service default it on and always pass it
+   */
   refit?: boolean;
   ridge?: number;
   session?: SessionOptions;
