@@ -4,13 +4,14 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../service/src/config.js';
 import { encodeNpz } from '../../service/src/core/data/npy.js';
 import { decodeModel, encodeModel } from '../../service/src/core/onnx/codec.js';
 import { StrataApp } from '../../service/src/graphql/app.js';
+import { DataDirLockedError, LOCK_FILE } from '../../service/src/store/data-dir-lock.js';
 import { CALIB_DATA, EVAL_DATA, fixtureModel } from '../helpers/paths.js';
 
 interface GqlError {
@@ -412,4 +413,17 @@ test('in development, errors carry their stack trace', async () => {
   } finally {
     await dev.close(0);
   }
+});
+
+test('one app per data directory, in process too: a second open is refused until the first has closed', async () => {
+  await assert.rejects(StrataApp.open(config(join(dir, 'data'))), (e: unknown) => e instanceof DataDirLockedError && /in use by another strata service/.test(e.message));
+  const folder = join(dir, 'twice');
+  const first = await StrataApp.open(config(folder));
+  await assert.rejects(StrataApp.open(config(folder)), DataDirLockedError);
+  await first.close(0);
+  assert.ok(!existsSync(join(folder, LOCK_FILE)), 'released on close');
+  // a restart in the same process, as tests and embedders do
+  const second = await StrataApp.open(config(folder));
+  await second.close(0);
+  assert.ok(!existsSync(join(folder, 'service.lock')), 'one lock: no pid-only lock file beside it');
 });

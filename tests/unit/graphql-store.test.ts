@@ -95,3 +95,39 @@ test('cache keys do not depend on the order fields were written in', () => {
   assert.equal(cacheKey({ a: 1, b: 2 }), cacheKey({ b: 2, a: 1 }));
   assert.notEqual(cacheKey({ a: 1 }), cacheKey({ a: 2 }));
 });
+
+/** The first implementation, kept as the reference: keys already stored in job records were made by it. */
+function referenceCanonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`cannot key a non-finite number: ${value}`);
+    return JSON.stringify(value) ?? 'null';
+  }
+  if (Array.isArray(value)) return `[${value.map(referenceCanonicalJson).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${referenceCanonicalJson(v)}`).join(',')}}`;
+}
+
+test('cache keys are the text and hash they always were, repeated or not', () => {
+  const values: unknown[] = [
+    { provider: 'cpu', threads: null, kind: 'plan', input: { modelSha256: 'a'.repeat(64), samples: null, budget: { kind: 'remove', count: 2 }, method: 'sglp' } },
+    { z: [undefined, null, 1.5e-7, -0, 'é"\\n', true, [], {}], y: undefined, 'B': { '10': 1, '9': 2, '': 3, 'a b': 4, Ä: 5, a: 6 } },
+    [1, 'two', { three: 3 }, [4, [5]]],
+    'text',
+    42,
+    null,
+    new Float32Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
+    { date: new Date(0), nested: { deeper: { deepest: [{ b: 2, a: 1 }] } } },
+  ];
+  for (const v of values) {
+    assert.equal(canonicalJson(v), referenceCanonicalJson(v));
+    const hash = createHash('sha256').update(referenceCanonicalJson(v)).digest('hex');
+    assert.equal(cacheKey(v), hash);
+    assert.equal(cacheKey(v), hash, 'the second time, from the memo');
+  }
+  assert.throws(() => canonicalJson({ a: Number.NaN }), TypeError);
+  // long texts are not kept, and still keyed right
+  const long = { text: 'x'.repeat(10_000) };
+  assert.equal(cacheKey(long), createHash('sha256').update(referenceCanonicalJson(long)).digest('hex'));
+});

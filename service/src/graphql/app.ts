@@ -1,6 +1,5 @@
 import { ApolloServer, type GraphQLRequest } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { join } from 'node:path';
 import { specifiedRules } from 'graphql';
 import type { Config } from '../config.js';
@@ -11,6 +10,7 @@ import { isTerminal, type JobRecord } from '../jobs/job.js';
 import type { JobRunner } from '../jobs/job-queue.js';
 import { JobService } from '../jobs/job.service.js';
 import { ArtifactStore } from '../store/artifact-store.js';
+import { DataDirLock } from '../store/data-dir-lock.js';
 import { RecordStore } from '../store/record-store.js';
 import { Registry, type DatasetRecord, type ModelRecord } from '../store/registry.js';
 import { contextFor, type Services, type StrataContext } from './context.js';
@@ -38,17 +38,15 @@ export class StrataApp {
   readonly metrics: Metrics;
   readonly log: Logger;
   private readonly contextValue: StrataContext;
-  private readonly lock: string;
   private closed = false;
 
   private constructor(
     readonly config: Config,
     options: AppOptions,
+    private readonly lock: DataDirLock,
   ) {
     const clock = options.clock ?? (() => new Date());
     this.log = options.logger ?? createLogger(config.logLevel);
-    mkdirSync(config.dataDir, { recursive: true });
-    this.lock = takeLock(config.dataDir);
     this.artifacts = new ArtifactStore(config.dataDir);
     this.artifacts.init();
     const records = join(config.dataDir, 'records');
@@ -88,7 +86,11 @@ export class StrataApp {
       // a closed set of error codes: no persisted-query codes to document
       persistedQueries: false,
       validationRules: [queryLimitsRule({ maxDepth: config.maxQueryDepth, maxFields: config.maxQueryFields })],
-      plugins: [ApolloServerPluginLandingPageDisabled()],
+      // Cache control would add a willResolveField hook, run for every field of every request,
+      // only to compute a Cache-Control header that is never sent: nothing here sets cache hints,
+      // and answers carry tokens and change as jobs do. (A measurable share of a cached plan
+      // query's CPU time: bench/load.bench.ts.)
+      plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginCacheControlDisabled()],
       logger: {
         debug: (m) => this.log.debug(m),
         info: (m) => this.log.info(m),
@@ -98,18 +100,27 @@ export class StrataApp {
     });
   }
 
-  /** Opens the data directory, fails what a previous process left running, queues what it left queued, and starts the executor. */
+  /**
+   * Takes the data directory (DataDirLock: one service per folder, whether it is served over
+   * HTTP or driven in process), fails what a previous process left running, queues what it left
+   * queued, and starts the executor. The lock is held until close() has stopped the jobs.
+   */
   static async open(config: Config, options: AppOptions = {}): Promise<StrataApp> {
-    const app = new StrataApp(config, options);
+    // before anything reads the data directory: a second service must not even recover its jobs
+    const lock = DataDirLock.acquire(config.dataDir);
+    let app: StrataApp | undefined;
     try {
+      app = new StrataApp(config, options, lock);
       const r = app.services.jobs.recover();
       if (r.requeued + r.interrupted > 0) app.log.info(r, 'jobs recovered from the data directory');
       await app.apollo.start();
+      return app;
     } catch (e) {
-      rmSync(app.lock, { force: true });
+      // jobs queued again by recover() may have started: stopped before the directory is given up
+      await app?.services.jobs.shutdown(0).catch(() => undefined);
+      lock.release();
       throw e;
     }
-    return app;
   }
 
   context(): StrataContext {
@@ -130,13 +141,17 @@ export class StrataApp {
     return this.closed;
   }
 
-  /** Lets running jobs finish (up to the grace period), stops the rest, and releases the data directory. */
+  /**
+   * Lets running jobs finish (up to the grace period), stops the rest, and releases the data
+   * directory — only once the jobs have stopped writing, so a service started next never meets
+   * them. A close that fails keeps the lock until this process exits, after which it is stale.
+   */
   async close(graceMs = this.config.shutdownGraceMs): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.services.jobs.shutdown(graceMs);
     await this.apollo.stop();
-    rmSync(this.lock, { force: true });
+    this.lock.release();
   }
 
   private observe(job: JobRecord): void {
@@ -148,30 +163,5 @@ export class StrataApp {
     const fields = { job: job.id, kind: job.spec.kind, status: s.status, seconds };
     if (s.status === 'failed') this.log.warn({ ...fields, code: s.error.code, error: s.error.message }, 'job failed');
     else this.log.info(fields, 'job finished');
-  }
-}
-
-/**
- * One service per data directory: two would each believe they own the running jobs. A lock left
- * by a process that no longer exists (a crash) is taken over.
- */
-function takeLock(dataDir: string): string {
-  const lock = join(dataDir, 'service.lock');
-  if (existsSync(lock)) {
-    const pid = Number(readFileSync(lock, 'utf8').trim());
-    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-      throw new Error(`the data directory ${dataDir} is in use by another strata service (pid ${pid}); give each service its own STRATA_DATA_DIR`);
-    }
-  }
-  writeFileSync(lock, `${process.pid}\n`);
-  return lock;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

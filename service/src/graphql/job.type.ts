@@ -118,7 +118,24 @@ function resultView(r: JobResult): ResultView {
   }
 }
 
+/**
+ * Views already built, by record. A job record is never changed in place: every change of state
+ * or progress is a new object (JobService), so a view found here is the view of that record as it
+ * is, and a changed job misses. Weak: records that are replaced take their views with them.
+ */
+const views = new WeakMap<JobRecord, JobType>();
+
+/** The GraphQL view of a job; a finished plan polled by every pipeline run is built once, not per request. */
 export function jobView(job: JobRecord): JobType {
+  let view = views.get(job);
+  if (view === undefined) {
+    view = buildJobView(job);
+    views.set(job, view);
+  }
+  return view;
+}
+
+function buildJobView(job: JobRecord): JobType {
   const s = job.state;
   const base = { id: job.id, kind: job.spec.kind, status: s.status, createdAt: new Date(job.createdAt), progress: job.progress };
   const date = (t: string | null) => (t === null ? null : new Date(t));

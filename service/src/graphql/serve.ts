@@ -1,5 +1,4 @@
 import type { Config } from '../config.js';
-import { DataDirLock } from '../store/data-dir-lock.js';
 import { StrataApp, type AppOptions } from './app.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
 
@@ -11,20 +10,14 @@ export interface RunningService {
 }
 
 export async function startService(config: Config, options: AppOptions = {}): Promise<RunningService> {
-  // before anything reads the data directory: a second service must not even recover its jobs
-  const lock = DataDirLock.acquire(config.dataDir);
-  let app: StrataApp;
+  // the app takes the data directory's lock before it reads anything there, and gives it up
+  // when it has closed (after its jobs have stopped)
+  const app = await StrataApp.open(config, options);
   let http: HttpServer;
   try {
-    app = await StrataApp.open(config, options);
-    try {
-      http = await startHttpServer(app);
-    } catch (e) {
-      await app.close(0);
-      throw e;
-    }
+    http = await startHttpServer(app);
   } catch (e) {
-    lock.release();
+    await app.close(0);
     throw e;
   }
   let closing: Promise<void> | undefined;
@@ -35,9 +28,6 @@ export async function startService(config: Config, options: AppOptions = {}): Pr
       (closing ??= (async () => {
         await http.close(config.shutdownGraceMs);
         await app.close(config.shutdownGraceMs);
-        // Only once the jobs have stopped writing: a service started next must not meet them. A
-        // close that fails keeps it until this process exits, after which it is stale.
-        lock.release();
       })()),
   };
 }

@@ -11,7 +11,7 @@ import { ErrorCode, httpStatusOf, JOB_ERROR_CODES } from '../error-code.js';
 import { errorFormatter } from '../errors.js';
 import { strataSchema } from '../schema.js';
 import { answer } from './answer.js';
-import { bearerMatches } from './auth.js';
+import { bearerChecker } from './auth.js';
 import { bodyChunks } from './body.js';
 
 const MAX_GRAPHQL_BODY = 1024 * 1024;
@@ -45,7 +45,7 @@ export async function startHttpServer(app: StrataApp): Promise<HttpServer> {
   let draining = false;
   let drained: (() => void) | undefined;
 
-  const authorized = (header: string | undefined) => config.token === null || bearerMatches(header, config.token);
+  const authorized: (header: string | undefined) => boolean = config.token === null ? () => true : bearerChecker(config.token);
   // Requests that sent `Expect: 100-continue` and wait for it before sending their body. They are
   // told to go on only where a handler starts reading the body: every refusal before that point
   // (token, type, declared length) reaches the client before it has sent a byte.
