@@ -49,7 +49,7 @@
  * client is node:http with keep-alive. With fetch the target is not met on this machine, before
  * or after; /healthz's own p99 is close to 50 ms there.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Agent, request as httpRequest } from 'node:http';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -57,6 +57,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { quantile } from '../service/src/runtime/latency.js';
 import { CALIB_DATA, fixtureModel, ROOT } from '../tests/helpers/paths.js';
+import { spawnService } from './service-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -110,28 +111,11 @@ interface Phase {
 
 async function start(label: string, entry: string, profile?: string): Promise<Service> {
   const dir = mkdtempSync(join(tmpdir(), 'strata-load-'));
-  const child = spawn(process.execPath, [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), entry], {
-    env: { ...process.env, STRATA_DATA_DIR: dir, STRATA_PORT: '0', STRATA_TOKEN: token, STRATA_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const stopped = new Promise((r) => child.once('exit', r));
-  // logs at info, as deployed (one line per request); the first line with a url says where it listens
-  const listening = new Promise<string>((resolve, reject) => {
-    let buffer: string | null = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      if (buffer === null) return;
-      buffer += c.toString();
-      const m = /"url":"(http:[^"]+)"/.exec(buffer);
-      if (m) {
-        buffer = null;
-        resolve(m[1]!);
-      }
-    });
-    void stopped.then(() => reject(new Error(`the ${label} service exited before listening`)));
-  });
+  let child: ChildProcess;
+  let stopped: Promise<unknown>;
   let base: string;
   try {
-    base = await listening;
+    ({ child, base, stopped } = await spawnService(entry, { STRATA_DATA_DIR: dir, STRATA_TOKEN: token }, profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []));
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;

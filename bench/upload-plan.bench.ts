@@ -17,7 +17,6 @@
  *   npm run build && node dist/bench/upload-plan.bench.js [--models resnet20,mobilenetv2] [--methods sglp,layermerge]
  *     [--budget 0.7] [--timeout 1800]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
@@ -25,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { CALIB_DATA, fixtureModel, ROOT, type ModelName } from '../tests/helpers/paths.js';
+import { type ServiceProcess, spawnService } from './service-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -65,26 +65,8 @@ function planInput(method: Method, model: string, dataset: string): Record<strin
     : { model, dataset, method: 'LAYERMERGE', budget: { latencyFraction: budget }, layerMerge: { refit: true } };
 }
 
-async function startService(dir: string): Promise<{ child: ChildProcess; base: string; stopped: Promise<unknown> }> {
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'service', 'src', 'main.js')], {
-    env: { ...process.env, STRATA_DATA_DIR: dir, STRATA_PORT: '0', STRATA_TOKEN: token, STRATA_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const stopped = new Promise((r) => child.once('exit', r));
-  const base = await new Promise<string>((resolve, reject) => {
-    let buffer: string | null = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      if (buffer === null) return;
-      buffer += c.toString();
-      const m = /"url":"(http:[^"]+)"/.exec(buffer);
-      if (m) {
-        buffer = null;
-        resolve(m[1]!);
-      }
-    });
-    void stopped.then(() => reject(new Error('the service exited before listening')));
-  });
-  return { child, base, stopped };
+function startService(dir: string): Promise<ServiceProcess> {
+  return spawnService(join(ROOT, 'dist', 'service', 'src', 'main.js'), { STRATA_DATA_DIR: dir, STRATA_TOKEN: token });
 }
 
 async function gql<T>(base: string, query: string, variables: Record<string, unknown>): Promise<T> {
